@@ -1,0 +1,7 @@
+#ifndef AVGAS_CPNG_SHIM_H
+#define AVGAS_CPNG_SHIM_H
+#include <png.h>
+static const png_uint_32 AVGAS_PNG_FORMAT_RGBA = PNG_FORMAT_RGBA;
+static const png_uint_32 AVGAS_PNG_FORMAT_RGB = PNG_FORMAT_RGB;
+static const png_uint_32 AVGAS_PNG_IMAGE_VERSION = PNG_IMAGE_VERSION;
+#endif
