@@ -1,0 +1,29 @@
+# Dataset (issue 4) and demo soundscape. See training/README.md.
+#   make dataset      - download Debian source packages, build data/ (manifest, clips, images,
+#                       eval mixtures), update coverage fields of Assets/classes.json and
+#                       training/reports/dataset*.
+#   make demo-audio   - rebuild Assets/demo/soundscape.wav, timeline.json, NOTICE
+#   make test-python  - pytest for training/ (no network needed)
+DATASET_APT := fluidsynth fluid-soundfont-gm espeak-ng sox ffmpeg dpkg-dev fonts-dejavu-core
+DATA_DIR ?= data
+DATA_CACHE ?= $(DATA_DIR)/cache
+
+.PHONY: dataset dataset-deps demo-audio test-python
+
+# Installs the system packages only when one of them is missing (idempotent).
+dataset-deps:
+	@missing=""; for p in $(DATASET_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+dataset: dataset-deps pyenv
+	$(VPY) -m training.dataset.build --out $(DATA_DIR) --cache $(DATA_CACHE)
+
+demo-audio: dataset-deps pyenv
+	$(VPY) -m training.dataset.make_demo --cache $(DATA_CACHE) --out Assets/demo
+
+test-python: dataset-deps pyenv
+	$(VPY) -m pytest -q training/tests

@@ -1,0 +1,76 @@
+"""Download Debian packages with `apt-get download` and extract only what is needed.
+
+Downloads are cached in <cache>/debs, extractions in <cache>/x/<package>; a stamp file
+records which path patterns were extracted so that a later call with new patterns
+extracts again. Reserved packages (kept for independent evaluation) are refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterable, Optional
+
+RESERVED = {"widelands-data", "megaglest-data", "lincity-ng", "lincity-ng-data",
+            "wesnoth-1.16-data", "musescore-general-soundfont",
+            "musescore-general-soundfont-small"}
+
+
+class PackageError(RuntimeError):
+    pass
+
+
+def _check(pkg: str) -> None:
+    if pkg in RESERVED or pkg.startswith("wesnoth") or pkg.startswith("musescore-general"):
+        raise PackageError(f"{pkg} is reserved for independent evaluation and must not be used")
+
+
+def deb_path(pkg: str, cache: Path) -> Optional[Path]:
+    c = sorted((cache / "debs").glob(f"{pkg}_*.deb"))
+    return c[-1] if c else None
+
+
+def fetch(pkg: str, cache: Path) -> Path:
+    """Return the cached .deb of pkg, downloading it with apt-get download if missing."""
+    _check(pkg)
+    d = cache / "debs"
+    d.mkdir(parents=True, exist_ok=True)
+    p = deb_path(pkg, cache)
+    if p is not None:
+        return p
+    r = subprocess.run(["apt-get", "download", pkg], cwd=d, capture_output=True, text=True)
+    p = deb_path(pkg, cache)
+    if r.returncode != 0 or p is None:
+        raise PackageError(f"apt-get download {pkg} failed ({r.stderr.strip()[:300]}); "
+                           "run `apt-get update` and check the network to the Debian archive")
+    return p
+
+
+def version(deb: Path) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> Path:
+    """Extract pkg (only members matching the tar wildcards `patterns`, all when None) into
+    <cache>/x/<pkg> and return that folder. Idempotent."""
+    deb = fetch(pkg, cache)
+    pats = sorted(patterns) if patterns else []
+    root = cache / "x" / pkg
+    key = hashlib.sha1(json.dumps([deb.name, pats]).encode()).hexdigest()
+    stamp = root / f".extracted-{key[:16]}"
+    if stamp.exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    tar_cmd = ["tar", "-x", "-C", str(root)]
+    if pats:
+        tar_cmd += ["--wildcards"] + pats  # members are named "./usr/..."
+    p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    p2 = subprocess.run(tar_cmd, stdin=p1.stdout, capture_output=True, text=True)
+    p1.stdout.close()
+    p1.wait()
+    if p1.returncode != 0 or (p2.returncode != 0 and "Not found in archive" not in p2.stderr):
+        raise PackageError(f"extracting {deb.name} failed: {p2.stderr.strip()[:300]}")
+    stamp.touch()
+    return root
