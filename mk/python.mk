@@ -16,3 +16,8 @@ $(VENV)/.ok-torch: $(VENV)/.ok-base
 pyenv: $(VENV)/.ok-base
 pyenv-bench: pyenv
 pyenv-torch: $(VENV)/.ok-torch
+
+# Golden log-mel fixture for Tests/FeaturesTests (needs the scratch package from `make yamnet-fixtures`).
+.PHONY: logmel-fixture
+logmel-fixture: $(SCRATCH_SOUNDS) | pyenv
+	$(VPY) tools/make_logmel_fixture.py --sounds $(SCRATCH_SOUNDS)
