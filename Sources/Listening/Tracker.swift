@@ -1,0 +1,142 @@
+// Turns per-hop class scores into stable "active classes".
+import Foundation
+
+/// Settings of `ClassTracker`. Times are seconds of stream time, so they do not depend on the
+/// analysis hop (and a hop skipped when analysis falls behind is just a longer step).
+///
+/// Defaults (provisional: chosen for a 100 ms hop and YAMNet's 0.96 s window, to be re-tuned by
+/// the onset-latency and single-source recall measurements of `avgas-bench`):
+/// - `onThreshold` 0.45, `offThreshold` 0.25: a class turns on when its smoothed score reaches
+///   0.45 and only counts as gone below 0.25 (hysteresis: no flicker around one threshold).
+/// - `smoothingTime` 0.1 s: exponential moving average with time constant 0.1 s, i.e. a weight
+///   of 1 - exp(-0.1 / 0.1) = 0.63 on the newest score at a 100 ms hop: one outlier window is
+///   damped, an onset costs about one hop.
+/// - `minimumOnTime` 0.5 s: once shown, a class stays at least half a second (the generator
+///   needs a few frames to draw it).
+/// - `holdTime` 0.3 s: a class leaves only after its score stayed below `offThreshold` this
+///   long (bridges gaps between barks, words, notes).
+public struct TrackerConfiguration: Sendable, Equatable, Codable {
+    public var onThreshold: Float = 0.45
+    public var offThreshold: Float = 0.25
+    public var smoothingTime: Double = 0.1
+    public var minimumOnTime: Double = 0.5
+    public var holdTime: Double = 0.3
+
+    public init() {}
+
+    public init(onThreshold: Float, offThreshold: Float, smoothingTime: Double, minimumOnTime: Double, holdTime: Double) {
+        self.onThreshold = onThreshold; self.offThreshold = offThreshold
+        self.smoothingTime = smoothingTime; self.minimumOnTime = minimumOnTime; self.holdTime = holdTime
+    }
+
+    /// Checks the ranges (0 <= off <= on <= 1, non-negative finite times) and says what is wrong.
+    public func validate() throws {
+        guard offThreshold >= 0, onThreshold <= 1, offThreshold <= onThreshold else {
+            throw TrackerError.invalidConfiguration("thresholds need 0 <= off (\(offThreshold)) <= on (\(onThreshold)) <= 1")
+        }
+        for (name, v) in [("smoothingTime", smoothingTime), ("minimumOnTime", minimumOnTime), ("holdTime", holdTime)]
+        where !(v >= 0 && v.isFinite) {
+            throw TrackerError.invalidConfiguration("\(name) must be a non-negative number of seconds, got \(v)")
+        }
+    }
+}
+
+/// A tracker setting that makes no sense.
+public enum TrackerError: Error, CustomStringConvertible, Equatable {
+    case invalidConfiguration(String)
+    public var description: String {
+        switch self { case .invalidConfiguration(let d): "invalid tracker configuration: \(d)" }
+    }
+}
+
+/// Per-class presence over time: score smoothing (EMA), on/off thresholds with hysteresis, a
+/// minimum on-time and a hold time. A value type with no I/O: feed it one score vector per
+/// analysis hop with the stream time at the end of the window.
+///
+/// ```swift
+/// var tracker = try ClassTracker(classCount: vocabulary.count)
+/// tracker.update(scores: classScores, time: 3.42)
+/// for i in tracker.activeIndices { print(vocabulary.classes[i].name, tracker.states[i].smoothed) }
+/// ```
+///
+/// Per class and update at time t (dt since the previous update):
+/// 1. smoothed += a * (score - smoothed), a = 1 - exp(-dt / smoothingTime) (first update: smoothed = score);
+/// 2. inactive and smoothed >= onThreshold: becomes active (`activeSince` = t);
+/// 3. active: while smoothed >= offThreshold, `lastAbove` = t; it becomes inactive once
+///    smoothed < offThreshold, t - lastAbove >= holdTime and t - activeSince >= minimumOnTime.
+/// Scores that are not finite count as 0; time going backwards counts as dt = 0.
+public struct ClassTracker: Sendable {
+    /// The tracked state of one class.
+    public struct State: Sendable, Equatable {
+        /// Smoothed score in [0, 1].
+        public var smoothed: Float = 0
+        public var active = false
+        /// Stream time the class last became active.
+        public var activeSince: Double = 0
+        /// Last stream time its smoothed score was at or above `offThreshold` while active.
+        public var lastAbove: Double = 0
+    }
+
+    public let configuration: TrackerConfiguration
+    /// One state per class, in vocabulary order.
+    public private(set) var states: [State]
+    /// Stream time of the last update (nil before the first).
+    public private(set) var time: Double?
+
+    public init(classCount: Int, configuration: TrackerConfiguration = TrackerConfiguration()) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        states = Array(repeating: State(), count: classCount)
+    }
+
+    /// Forgets all history (e.g. when the input changes).
+    public mutating func reset() {
+        for i in states.indices { states[i] = State() }
+        time = nil
+    }
+
+    /// Feeds one score per class (`scores.count` must equal the class count), at stream time `t`.
+    public mutating func update(scores: UnsafeBufferPointer<Float>, time t: Double) {
+        precondition(scores.count == states.count, "ClassTracker.update: \(scores.count) scores for \(states.count) classes")
+        let cfg = configuration
+        let alpha: Float
+        if let last = time {
+            let dt = max(0, t - last)
+            alpha = cfg.smoothingTime > 0 ? Float(1 - exp(-dt / cfg.smoothingTime)) : 1
+        } else {
+            alpha = 1
+        }
+        for i in states.indices {
+            let raw = scores[i]
+            let x: Float = raw.isFinite ? min(max(raw, 0), 1) : 0
+            var s = states[i]
+            s.smoothed += alpha * (x - s.smoothed)
+            if !s.active {
+                if s.smoothed >= cfg.onThreshold {
+                    s.active = true
+                    s.activeSince = t
+                    s.lastAbove = t
+                }
+            } else if s.smoothed >= cfg.offThreshold {
+                s.lastAbove = t
+            } else if t - s.lastAbove >= cfg.holdTime - 1e-9, t - s.activeSince >= cfg.minimumOnTime - 1e-9 {
+                s.active = false
+            }
+            states[i] = s
+        }
+        time = t
+    }
+
+    /// Allocating-free convenience for arrays.
+    public mutating func update(scores: [Float], time t: Double) {
+        scores.withUnsafeBufferPointer { update(scores: $0, time: t) }
+    }
+
+    /// Whether class `i` is active.
+    public func isActive(_ i: Int) -> Bool { states[i].active }
+
+    /// Indices of the active classes, highest smoothed score first (allocates).
+    public var activeIndices: [Int] {
+        states.indices.filter { states[$0].active }.sorted { states[$0].smoothed > states[$1].smoothed }
+    }
+}

@@ -1,0 +1,294 @@
+// Layers for batch-1 convolutional networks on channels-last (HWC) feature maps.
+// Layouts (what tools/convert_yamnet.py writes):
+//   feature map      [H, W, C]  (row-major: element (y, x, c) at (y * W + x) * C + c)
+//   Conv2D           weight [kh, kw, cin, cout], bias [cout]   (im2col + sgemm)
+//   DepthwiseConv2D  weight [kh, kw, C], bias [C]              (direct, SIMD over channels)
+//   PointwiseConv2D  weight [cin, cout], bias [cout]           (one sgemm: [HW, cin] x [cin, cout])
+//   Dense            weight [out, in], bias [out]              (sgemv)
+// Padding is explicit [top, left, bottom, right] as in ONNX `pads` (TF "SAME" with stride 2 is [0, 0, 1, 1]).
+import COpenBLAS
+
+/// Geometry of an HWC feature map.
+public struct FeatureShape: Sendable, Equatable, CustomStringConvertible {
+    public var height: Int, width: Int, channels: Int
+    public init(height: Int, width: Int, channels: Int) {
+        self.height = height; self.width = width; self.channels = channels
+    }
+    public var count: Int { height * width * channels }
+    public var description: String { "[\(height), \(width), \(channels)]" }
+}
+
+/// Activation applied after a layer's bias.
+public enum Activation: String, Sendable, Codable {
+    case none, relu
+}
+
+/// One layer of a convolutional network, as described in a weights file's architecture
+/// metadata (tools/convert_yamnet.py writes these; JSON keys in snake_case).
+public struct LayerSpec: Sendable, Codable, Equatable {
+    /// Tensor name prefix: `<prefix>.weight`, `<prefix>.bias`.
+    public var prefix: String
+    /// `conv2d`, `depthwise_conv2d`, `pointwise_conv2d` or `dense`.
+    public var kind: String
+    public var kernel: [Int]?
+    public var stride: [Int]?
+    /// [top, left, bottom, right]
+    public var pads: [Int]?
+    public var inChannels: Int?
+    public var outChannels: Int?
+    public var activation: Activation
+    /// The node of the source graph this layer mirrors (documentation and error messages).
+    public var onnxNode: String?
+
+    enum CodingKeys: String, CodingKey {
+        case prefix, kind, kernel, stride, pads, activation
+        case inChannels = "in_channels", outChannels = "out_channels", onnxNode = "onnx_node"
+    }
+}
+
+/// Why a network could not be built from its weights file.
+public enum NetworkError: Error, CustomStringConvertible, Equatable {
+    /// The architecture metadata describes something this runtime cannot build.
+    case unsupportedArchitecture(file: String, detail: String)
+    /// The input or output buffers handed to `forward` have the wrong size.
+    case wrongBufferSize(what: String, expected: Int, found: Int)
+
+    public var description: String {
+        switch self {
+        case .unsupportedArchitecture(let f, let d): "weights file \(f) describes an unsupported network: \(d)"
+        case .wrongBufferSize(let w, let e, let f): "\(w) holds \(f) floats, expected \(e)"
+        }
+    }
+}
+
+/// Output size of a strided window over `n` samples with padding `p0 + p1`.
+@inline(__always) func convOut(_ n: Int, kernel k: Int, stride s: Int, pad p0: Int, _ p1: Int) -> Int {
+    (n + p0 + p1 - k) / s + 1
+}
+
+/// y[i, c] = act(y[i, c] + bias[c]) over `rows` rows of `channels`, in place.
+@inline(__always)
+func addBiasActivate(_ y: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
+                     bias: UnsafePointer<Float>, activation: Activation) {
+    let vec = channels & ~7
+    let zero = SIMD8<Float>(repeating: 0)
+    let yr = UnsafeMutableRawPointer(y), br = UnsafeRawPointer(bias)
+    for r in 0..<rows {
+        let row = r * channels
+        var c = 0
+        while c < vec {
+            var v = yr.loadUnaligned(fromByteOffset: (row + c) * 4, as: SIMD8<Float>.self)
+                + br.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
+            if activation == .relu { v = v.replacing(with: zero, where: v .< zero) }
+            yr.storeBytes(of: v, toByteOffset: (row + c) * 4, as: SIMD8<Float>.self)
+            c += 8
+        }
+        while c < channels {
+            let v = y[row + c] + bias[c]
+            y[row + c] = activation == .relu ? max(v, 0) : v
+            c += 1
+        }
+    }
+}
+
+/// Full 2-D convolution by im2col + sgemm: [H, W, cin] -> [Ho, Wo, cout].
+/// Used for YAMNet's first layer (3x3, stride 2, cin = 1).
+public struct Conv2D {
+    public let kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
+    /// [top, left, bottom, right]
+    public let pads: (Int, Int, Int, Int)
+    public let inChannels: Int, outChannels: Int
+    public let activation: Activation
+    /// [kh, kw, cin, cout] = [K, cout] with K = kh * kw * cin, row-major.
+    public let weight: FloatTensor
+    /// [cout]
+    public let bias: FloatTensor
+
+    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation) {
+        self.weight = weight; self.bias = bias
+        kernelH = weight.shape[0]; kernelW = weight.shape[1]
+        inChannels = weight.shape[2]; outChannels = weight.shape[3]
+        strideH = stride.0; strideW = stride.1
+        self.pads = pads; self.activation = activation
+    }
+
+    public func outputShape(_ x: FeatureShape) -> FeatureShape {
+        FeatureShape(height: convOut(x.height, kernel: kernelH, stride: strideH, pad: pads.0, pads.2),
+                     width: convOut(x.width, kernel: kernelW, stride: strideW, pad: pads.1, pads.3),
+                     channels: outChannels)
+    }
+
+    /// Floats of scratch `forward` needs: the im2col matrix [Ho * Wo, K].
+    public func scratchCount(_ x: FeatureShape) -> Int {
+        let o = outputShape(x)
+        return o.height * o.width * kernelH * kernelW * inChannels
+    }
+
+    /// x [H, W, cin] -> y [Ho, Wo, cout]; `scratch` holds `scratchCount(x)` floats.
+    public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>,
+                        scratch col: UnsafeMutablePointer<Float>) {
+        let o = outputShape(xs)
+        let k = kernelH * kernelW * inChannels
+        // im2col: row (oy, ox) = the receptive field, ordered (i, j, c) to match the weight's [kh, kw, cin].
+        for oy in 0..<o.height {
+            for ox in 0..<o.width {
+                var dst = col + (oy * o.width + ox) * k
+                for i in 0..<kernelH {
+                    let iy = oy * strideH - pads.0 + i
+                    for j in 0..<kernelW {
+                        let ix = ox * strideW - pads.1 + j
+                        if iy >= 0, iy < xs.height, ix >= 0, ix < xs.width {
+                            dst.update(from: x + (iy * xs.width + ix) * inChannels, count: inChannels)
+                        } else {
+                            dst.update(repeating: 0, count: inChannels)
+                        }
+                        dst += inChannels
+                    }
+                }
+            }
+        }
+        let m = o.height * o.width
+        // y [m, cout] = col [m, K] x W [K, cout]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(k),
+                    1, col, Int32(k), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        addBiasActivate(y, rows: m, channels: outChannels, bias: bias.pointer, activation: activation)
+    }
+}
+
+/// 1x1 convolution, stride 1: one sgemm [H*W, cin] x [cin, cout].
+public struct PointwiseConv2D {
+    public let inChannels: Int, outChannels: Int
+    public let activation: Activation
+    /// [cin, cout]
+    public let weight: FloatTensor
+    /// [cout]
+    public let bias: FloatTensor
+
+    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation) {
+        self.weight = weight; self.bias = bias
+        inChannels = weight.shape[0]; outChannels = weight.shape[1]
+        self.activation = activation
+    }
+
+    public func outputShape(_ x: FeatureShape) -> FeatureShape {
+        FeatureShape(height: x.height, width: x.width, channels: outChannels)
+    }
+
+    /// x [H, W, cin] -> y [H, W, cout].
+    public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
+        let m = xs.height * xs.width
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(inChannels),
+                    1, x, Int32(inChannels), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        addBiasActivate(y, rows: m, channels: outChannels, bias: bias.pointer, activation: activation)
+    }
+}
+
+/// Depthwise convolution (one filter per channel), direct: for each output pixel, channels are
+/// processed 8 at a time with the kernel's taps accumulated in registers; bias and activation
+/// are applied before the single store.
+public struct DepthwiseConv2D {
+    public let kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
+    /// [top, left, bottom, right]
+    public let pads: (Int, Int, Int, Int)
+    public let channels: Int
+    public let activation: Activation
+    /// [kh, kw, C]
+    public let weight: FloatTensor
+    /// [C]
+    public let bias: FloatTensor
+
+    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation) {
+        self.weight = weight; self.bias = bias
+        kernelH = weight.shape[0]; kernelW = weight.shape[1]; channels = weight.shape[2]
+        strideH = stride.0; strideW = stride.1
+        self.pads = pads; self.activation = activation
+    }
+
+    public func outputShape(_ x: FeatureShape) -> FeatureShape {
+        FeatureShape(height: convOut(x.height, kernel: kernelH, stride: strideH, pad: pads.0, pads.2),
+                     width: convOut(x.width, kernel: kernelW, stride: strideW, pad: pads.1, pads.3),
+                     channels: channels)
+    }
+
+    /// x [H, W, C] -> y [Ho, Wo, C].
+    public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
+        let o = outputShape(xs)
+        let c = channels
+        let vec = c & ~15
+        let xr = UnsafeRawPointer(x), wr = UnsafeRawPointer(weight.pointer), br = UnsafeRawPointer(bias.pointer)
+        let yr = UnsafeMutableRawPointer(y)
+        let zero = SIMD16<Float>(repeating: 0)
+        let relu = activation == .relu
+        for oy in 0..<o.height {
+            let iy0 = oy * strideH - pads.0
+            let i0 = max(0, -iy0), i1 = min(kernelH, xs.height - iy0)     // valid kernel rows
+            for ox in 0..<o.width {
+                let ix0 = ox * strideW - pads.1
+                let j0 = max(0, -ix0), j1 = min(kernelW, xs.width - ix0)  // valid kernel columns
+                let out = (oy * o.width + ox) * c
+                var ch = 0
+                while ch < vec {
+                    var acc = br.loadUnaligned(fromByteOffset: ch * 4, as: SIMD16<Float>.self)
+                    for i in i0..<i1 {
+                        let rowIn = ((iy0 + i) * xs.width + ix0) * c + ch
+                        let rowW = i * kernelW * c + ch
+                        for j in j0..<j1 {
+                            let xv = xr.loadUnaligned(fromByteOffset: (rowIn + j * c) * 4, as: SIMD16<Float>.self)
+                            let wv = wr.loadUnaligned(fromByteOffset: (rowW + j * c) * 4, as: SIMD16<Float>.self)
+                            acc.addProduct(xv, wv)
+                        }
+                    }
+                    if relu { acc = acc.replacing(with: zero, where: acc .< zero) }
+                    yr.storeBytes(of: acc, toByteOffset: (out + ch) * 4, as: SIMD16<Float>.self)
+                    ch += 16
+                }
+                while ch < c {  // channel tail (C not a multiple of 16)
+                    var acc = bias.pointer[ch]
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            acc += x[((iy0 + i) * xs.width + ix0 + j) * c + ch] * weight.pointer[(i * kernelW + j) * c + ch]
+                        }
+                    }
+                    y[out + ch] = relu ? max(acc, 0) : acc
+                    ch += 1
+                }
+            }
+        }
+    }
+}
+
+/// Mean over all positions: x [H, W, C] -> y [C].
+public func globalAveragePool(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
+    let c = xs.channels, n = xs.height * xs.width
+    y.update(repeating: 0, count: c)
+    for p in 0..<n {
+        let row = x + p * c
+        for ch in 0..<c { y[ch] += row[ch] }
+    }
+    let scale = 1 / Float(n)
+    for ch in 0..<c { y[ch] *= scale }
+}
+
+/// Fully connected layer by sgemv: y [out] = act(W [out, in] x [in] + b [out]).
+public struct Dense {
+    public let inFeatures: Int, outFeatures: Int
+    public let activation: Activation
+    /// [out, in]
+    public let weight: FloatTensor
+    /// [out]
+    public let bias: FloatTensor
+
+    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation) {
+        self.weight = weight; self.bias = bias
+        outFeatures = weight.shape[0]; inFeatures = weight.shape[1]
+        self.activation = activation
+    }
+
+    /// x [in] -> y [out].
+    public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        y.update(from: bias.pointer, count: outFeatures)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures),
+                    1, weight.pointer, Int32(inFeatures), x, 1, 1, y, 1)
+        if activation == .relu { for i in 0..<outFeatures { y[i] = max(y[i], 0) } }
+    }
+}
