@@ -1,1 +1,157 @@
-print("avgas-live")
+import ArgumentParser
+import AudioInput
+import Foundation
+import Pipeline
+
+/// avgas-live: listens, tracks which sound sources are active, and shows them.
+struct AvgasLive: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "avgas-live",
+        abstract: "Listen to a microphone (or a recording) and show what it hears.",
+        discussion: """
+        With no options, captures from the default ALSA device and opens a window. Keys in the \
+        window: Q or Esc quit, F fullscreen, S screenshot (PNG in the current directory).
+
+        Exit codes: 0 ok, 64 bad option value, 65 input is not usable audio, 66 input file \
+        missing/unreadable/empty, 69 no sound card, unknown or busy device, or no display, \
+        70 internal error, 73 an output cannot be created, 74 writing an output failed, \
+        78 model weights missing or corrupt.
+        """)
+
+    @Option(name: .long, help: "ALSA capture device (default, hw:1, plughw:1,0...). See --list-devices.")
+    var device: String = "default"
+
+    @Flag(name: .long, help: "List the capture devices ALSA knows and exit.")
+    var listDevices = false
+
+    @Option(name: .long, help: "Analyse an audio file (WAV, FLAC, OGG; any rate and channel count) instead of a device.")
+    var input: String?
+
+    @Flag(name: .long, help: "Pace file input at real speed, like live input. (A window always paces file input.)")
+    var realtime = false
+
+    @Flag(name: .long, help: "No window: render offscreen. File input then runs as fast as possible.")
+    var headless = false
+
+    @Option(name: .long, help: "Write every rendered frame as a PNG into this directory (created if needed).")
+    var frames: String?
+
+    @Option(name: .long, help: "Frames per second: of stream time for --frames, of wall time in a window.")
+    var fps: Double = 30
+
+    @Option(name: .long, help: "Write one JSON line per analysis hop to this file: {\"t\": seconds, \"active\": [{\"class\": name, \"score\": s}]}.")
+    var events: String?
+
+    @Flag(name: .long, help: "Analysis only: do not generate images.")
+    var noImages = false
+
+    @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
+    var hopMs: Int = 100
+
+    @Flag(name: .long, help: "Start the window fullscreen.")
+    var fullscreen = false
+
+    @Option(name: .long, help: "Monitor to open the window on (0 is the first).")
+    var display: Int = 0
+
+    @Option(name: .long, help: "Window or frame size, WIDTHxHEIGHT.")
+    var size: String = "1280x720"
+
+    @Option(name: .long, help: "Stop after this many seconds of stream time (default: until the input ends or you quit).")
+    var duration: Double?
+
+    @Option(name: .long, help: "Folder holding models/ and classes.json (default: found next to the program, or $AVGAS_ASSETS).")
+    var assets: String?
+
+    @Flag(name: .long, help: "Do not print the summary at exit.")
+    var quiet = false
+
+    func validate() throws {
+        guard fps.isFinite, fps > 0, fps <= 240 else {
+            throw ValidationError("--fps must be between 0 and 240 frames per second (got \(fps))")
+        }
+        guard hopMs >= 10, hopMs <= 2000, hopMs % 10 == 0 else {
+            throw ValidationError("--hop-ms must be a multiple of 10 between 10 and 2000 (got \(hopMs))")
+        }
+        guard parsedSize != nil else {
+            throw ValidationError("--size must look like 1280x720, each side 64 to 8192 (got '\(size)')")
+        }
+        guard display >= 0 else { throw ValidationError("--display must be 0 or more (got \(display))") }
+        if let duration, !(duration > 0 && duration.isFinite) {
+            throw ValidationError("--duration must be a positive number of seconds (got \(duration))")
+        }
+        if let input, input.isEmpty { throw ValidationError("--input needs a file name") }
+    }
+
+    var parsedSize: (Int, Int)? {
+        let parts = size.lowercased().split(separator: "x")
+        guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]),
+              (64...8192).contains(w), (64...8192).contains(h) else { return nil }
+        return (w, h)
+    }
+
+    func runConfiguration() -> RunConfiguration {
+        var c = RunConfiguration()
+        c.input = input.map { .file($0) } ?? .device(device)
+        c.realtime = realtime
+        c.headless = headless
+        c.framesDirectory = frames
+        c.fps = fps
+        c.eventsPath = events
+        c.noImages = noImages
+        c.hopMilliseconds = hopMs
+        (c.width, c.height) = parsedSize ?? (1280, 720)
+        c.fullscreen = fullscreen
+        c.displayIndex = display
+        c.assets = AssetLocator.locate(explicit: assets)
+        c.duration = duration
+        c.quiet = quiet
+        return c
+    }
+
+    func run() throws {
+        if listDevices {
+            printDevices()
+            return
+        }
+        installStopSignalHandlers()
+        let runner = try Runner(runConfiguration())
+        let summary = try runner.run()
+        if !quiet {
+            for line in summary.lines { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if let frames { FileHandle.standardError.write(Data("  frames are in \(frames)/\n".utf8)) }
+        }
+    }
+
+    func printDevices() {
+        let (cards, pcms) = ALSADevices.list()
+        if cards.isEmpty {
+            print("This machine has no sound card: there is no capture device. Use --input FILE to analyse a recording.")
+        } else {
+            print("Sound cards:")
+            for c in cards { print("  \(c.name)\t\(c.description)") }
+        }
+        if !pcms.isEmpty {
+            print("Capture PCMs (use with --device):")
+            for p in pcms { print("  \(p.name)\t\(p.description)") }
+        }
+    }
+}
+
+// One clear line for every error, with a distinct exit status; --help prints normally.
+do {
+    var command = try AvgasLive.parseAsRoot()
+    try command.run()
+    exit(0)
+} catch let e as AvgasError {
+    FileHandle.standardError.write(Data("avgas-live: error: \(e.description)\n".utf8))
+    exit(e.status.rawValue)
+} catch {
+    let code = AvgasLive.exitCode(for: error)
+    if code == .success {
+        AvgasLive.exit(withError: error)  // --help, --version: print and exit 0
+    }
+    let message = AvgasLive.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+    FileHandle.standardError.write(Data("avgas-live: error: \(message) (see avgas-live --help)\n".utf8))
+    exit(ExitStatus.usage.rawValue)
+}

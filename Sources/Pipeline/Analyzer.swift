@@ -1,0 +1,125 @@
+import AudioInput
+import Features
+import Foundation
+
+/// Cumulative time per stage, for the exit summary and the overlay.
+public struct StageTimings: Sendable {
+    public var frontEnd: Double = 0      // seconds in the log-mel front end
+    public var backbone: Double = 0      // seconds in YAMNet + vocabulary + tracker
+    public var hops = 0
+    public var render: Double = 0        // seconds drawing frames
+    public var output: Double = 0        // seconds writing PNG frames
+    public var frames = 0
+    public init() {}
+}
+
+@inline(__always) func seconds(since t0: UInt64) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+}
+
+/// The analysis stage, driven by one thread: audio in, log-mel frames, one listening step
+/// per hop, scene and events out. The same object serves live capture and file replay.
+public final class Analyzer {
+    public let hopFrames: Int
+    public let config: LogMelConfiguration
+    private let stream: LogMelStream
+    private let listener: SceneListener?
+    private let spectrogram: SpectrogramStore
+    private let scenes: SceneStore
+    private let events: EventsWriter?
+    private var patch: [Float]               // [patchFrames][melBands]
+    private var frame: [Float]               // [melBands]
+    /// Samples consumed or skipped since the start: the stream clock.
+    public private(set) var streamSamples = 0
+    /// Samples the analysis skipped because it fell behind.
+    public private(set) var skippedSamples = 0
+    /// Stream sample index where frame 0 of the current run of frames starts.
+    private var frameOriginSample = 0
+    private var frameOriginIndex = 0
+    private var sumSquares: Float = 0
+    private var peak: Float = 0
+    private var levelCount = 0
+    private var lastScene = Scene()
+    public private(set) var timings = StageTimings()
+
+    public init(hopMilliseconds: Int, listener: SceneListener?, spectrogram: SpectrogramStore,
+                scenes: SceneStore, events: EventsWriter?, config: LogMelConfiguration = .init()) {
+        self.config = config
+        hopFrames = max(1, hopMilliseconds * config.sampleRate / 1000 / config.hopLength)
+        stream = LogMelStream(config, historyFrames: max(256, config.patchFrames * 2))
+        self.listener = listener
+        self.spectrogram = spectrogram
+        self.scenes = scenes
+        self.events = events
+        patch = [Float](repeating: 0, count: config.patchFrames * config.melBands)
+        frame = [Float](repeating: 0, count: config.melBands)
+        if let listener { lastScene.scores = [Float](repeating: 0, count: listener.vocabulary.count) }
+    }
+
+    /// Stream time in seconds.
+    public var streamTime: Double { Double(streamSamples) / Double(config.sampleRate) }
+
+    /// Feeds new audio; runs every hop that completes. Throws only for output failures.
+    public func consume(_ samples: UnsafeBufferPointer<Float>) throws(AvgasError) {
+        guard !samples.isEmpty else { return }
+        for s in samples {
+            sumSquares += s * s
+            peak = max(peak, abs(s))
+        }
+        levelCount += samples.count
+        streamSamples += samples.count
+        let before = stream.framesProduced
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let produced = stream.push(samples)
+        timings.frontEnd += seconds(since: t0)
+        guard produced > 0 else { return }
+        for f in before..<(before + produced) {
+            frame.withUnsafeMutableBufferPointer { stream.frame(f, into: $0.baseAddress!) }
+            frame.withUnsafeBufferPointer { spectrogram.append($0.baseAddress!) }
+            let sinceOrigin = f - frameOriginIndex
+            if sinceOrigin + 1 >= config.patchFrames && (sinceOrigin + 1 - config.patchFrames) % hopFrames == 0 {
+                try hop(endingAtFrame: f)
+            }
+        }
+    }
+
+    /// The input skipped `count` samples ahead (analysis fell behind): frames restart there.
+    public func skip(_ count: Int) {
+        guard count > 0 else { return }
+        streamSamples += count
+        skippedSamples += count
+        stream.resetPending()
+        frameOriginSample = streamSamples
+        frameOriginIndex = stream.framesProduced
+    }
+
+    private func hop(endingAtFrame f: Int) throws(AvgasError) {
+        let endSample = frameOriginSample + (f - frameOriginIndex) * config.hopLength + config.windowLength
+        let time = Double(endSample) / Double(config.sampleRate)
+        var scene = Scene()
+        scene.time = time
+        let rms = levelCount > 0 ? (sumSquares / Float(levelCount)).squareRoot() : 0
+        scene.levelDB = 20 * log10(max(rms, 1e-6))
+        scene.peakDB = 20 * log10(max(peak, 1e-6))
+        sumSquares = 0; peak = 0; levelCount = 0
+        if let listener {
+            patch.withUnsafeMutableBufferPointer { _ = stream.latest(config.patchFrames, into: $0.baseAddress!) }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            do {
+                let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, time: time) }
+                scene.active = r.active
+                scene.scores = r.smoothed
+            } catch {
+                throw AvgasError("the listening model failed: \(error)", status: .software)
+            }
+            timings.backbone += seconds(since: t0)
+        }
+        timings.hops += 1
+        lastScene = scene
+        scenes.publish(scene)
+        try events?.write(time: time, active: scene.active)
+    }
+
+    /// The last published scene (for the offline driver).
+    public var scene: Scene { lastScene }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import Listening
+import NeuralNet
+
+/// The listening stage of one hop: a 0.96 s log-mel patch -> YAMNet -> vocabulary scores ->
+/// tracker -> active classes. Owns its workspaces; `analyse` allocates only the small result.
+public final class SceneListener {
+    public let yamnet: YAMNet
+    public let vocabulary: ClassVocabulary
+    public private(set) var tracker: ClassTracker
+    private var scores: [Float]
+
+    /// Loads YAMNet and the vocabulary from `assets`. Errors name the file and the problem.
+    public init(assets: URL, tracker configuration: TrackerConfiguration = TrackerConfiguration()) throws(AvgasError) {
+        let weights = assets.appendingPathComponent("models/yamnet.safetensors").path
+        let labelsPath = assets.appendingPathComponent("models/yamnet_classes.txt").path
+        let classesPath = assets.appendingPathComponent("classes.json")
+        do {
+            yamnet = try YAMNet(path: weights)
+        } catch {
+            throw AvgasError("\(error)", status: .config)
+        }
+        let labels: [String]
+        do {
+            labels = try String(contentsOfFile: labelsPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        } catch {
+            throw AvgasError("cannot read the AudioSet label list '\(labelsPath)': \(error.localizedDescription)", status: .config)
+        }
+        guard labels.count == yamnet.classCount else {
+            throw AvgasError("'\(labelsPath)' lists \(labels.count) labels but '\(weights)' has \(yamnet.classCount) outputs", status: .config)
+        }
+        do {
+            vocabulary = try ClassVocabulary(contentsOf: classesPath, audioSetLabels: labels)
+            tracker = try ClassTracker(classCount: vocabulary.count, configuration: configuration)
+        } catch {
+            throw AvgasError("\(error)", status: .config)
+        }
+        scores = [Float](repeating: 0, count: vocabulary.count)
+    }
+
+    /// Runs one hop on `patch` ([96][64] log-mel) ending at stream time `time`.
+    public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
+        try yamnet.forward(patch: patch)
+        scores.withUnsafeMutableBufferPointer { vocabulary.scores(fromLogits: yamnet.logits, into: $0) }
+        scores.withUnsafeBufferPointer { tracker.update(scores: $0, time: time) }
+        let active = tracker.activeIndices
+            .map { ActiveClass(name: vocabulary.classes[$0].name, index: $0, score: tracker.states[$0].smoothed) }
+            .sorted { $0.score > $1.score }
+        return (active, tracker.states.map(\.smoothed))
+    }
+}

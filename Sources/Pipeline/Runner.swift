@@ -1,0 +1,328 @@
+import AudioInput
+import Display
+import Features
+import Foundation
+import Listening
+import Synchronization
+
+/// Set by SIGINT/SIGTERM (and Q/Esc); every loop checks it.
+let stopRequested = Atomic<Bool>(false)
+
+/// Installs SIGINT/SIGTERM handlers that ask the loops to stop cleanly (outputs are
+/// flushed and closed on the way out).
+public func installStopSignalHandlers() {
+    signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+    signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+    signal(SIGPIPE, SIG_IGN)
+}
+
+/// One validated configuration for a run, built from the command line.
+public struct RunConfiguration: Sendable {
+    public enum Input: Sendable, Equatable {
+        case device(String)
+        case file(String)
+    }
+    public var input: Input = .device("default")
+    public var realtime = false
+    public var headless = false
+    public var framesDirectory: String?
+    public var fps: Double = 30
+    public var eventsPath: String?
+    public var noImages = false
+    public var hopMilliseconds = 100
+    public var width = 1280
+    public var height = 720
+    public var fullscreen = false
+    public var displayIndex = 0
+    public var assets: URL = AssetLocator.locate(explicit: nil)
+    /// Stop after this many seconds of stream time (live runs, tests).
+    public var duration: Double?
+    /// Where S-key screenshots go.
+    public var screenshotDirectory = "."
+    /// Print the summary at exit.
+    public var quiet = false
+    /// Test hook: extra ALSA configuration text (defines `file` plugin devices).
+    public var alsaConfigText: String?
+    public var tracker = TrackerConfiguration()
+    public init() {}
+
+    /// True when the input is a file replayed as fast as possible (deterministic lockstep).
+    public var isOffline: Bool {
+        if case .file = input { return !realtime && headless }
+        return false
+    }
+}
+
+/// What a run did, printed at exit.
+public struct RunSummary: Sendable {
+    public var streamSeconds: Double = 0
+    public var wallSeconds: Double = 0
+    public var framesWritten = 0
+    public var timings = StageTimings()
+    public var skippedSeconds: Double = 0
+    public var droppedSeconds: Double = 0
+    public var xruns = 0
+
+    public var lines: [String] {
+        let rt = wallSeconds > 0 ? streamSeconds / wallSeconds : 0
+        var out = [String(format: "avgas-live: %.1f s of audio in %.2f s (%.0fx real time), %d analysis hops, %d frames written",
+                          streamSeconds, wallSeconds, rt, timings.hops, framesWritten)]
+        let ms = { (s: Double, n: Int) in n > 0 ? s / Double(n) * 1000 : 0 }
+        out.append(String(format: "  front end %.3f ms/hop, listening %.3f ms/hop, render %.2f ms/frame, PNG %.2f ms/frame",
+                          ms(timings.frontEnd, timings.hops), ms(timings.backbone, timings.hops),
+                          ms(timings.render, timings.frames), ms(timings.output, timings.frames)))
+        if skippedSeconds > 0 || droppedSeconds > 0 || xruns > 0 {
+            out.append(String(format: "  analysis skipped %.2f s, capture dropped %.2f s, %d overruns recovered",
+                              skippedSeconds, droppedSeconds, xruns))
+        }
+        return out
+    }
+}
+
+/// Runs the whole program for one configuration: opens everything first (failing fast with
+/// one clear error), then drives capture -> analysis -> render until the input ends, the
+/// user quits, or a signal arrives.
+public final class Runner {
+    public let config: RunConfiguration
+    private let source: AudioSource
+    private let fileSource: FileSource?
+    private let ringStorage: UnsafeMutableBufferPointer<Float>
+    private let ring: SampleRing
+    private let scenes = SceneStore()
+    private let spectrogram = SpectrogramStore()
+    private let analyzer: Analyzer
+    private let events: EventsWriter?
+    private var window: Window?
+    private var presenter: Presenter?
+    private var frameIndex = 0
+    private var screenshotCount = 0
+
+    /// Opens outputs, models, input and window, in that order. Throws `AvgasError`.
+    public init(_ config: RunConfiguration) throws(AvgasError) {
+        self.config = config
+        if let dir = config.framesDirectory { try Self.prepareDirectory(dir, option: "--frames") }
+        events = try config.eventsPath.map { p throws(AvgasError) in try EventsWriter(path: p) }
+        let listener = try SceneListener(assets: config.assets, tracker: config.tracker)
+        analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
+                            spectrogram: spectrogram, scenes: scenes, events: events)
+        // Two seconds of audio: room for scheduling hiccups without dropping live input.
+        ringStorage = .allocate(capacity: 1 << 15)
+        ringStorage.initialize(repeating: 0)
+        ring = SampleRing(storage: ringStorage)
+        switch config.input {
+        case .file(let path):
+            do {
+                // A window is a real-time sink: file input shown in a window is paced.
+                let f = try FileSource(path: path, realtime: config.realtime || !config.headless)
+                fileSource = f
+                source = f
+            } catch { throw AvgasError(error) }
+        case .device(let name):
+            var c = ALSACapture.Configuration(device: name)
+            c.configText = config.alsaConfigText
+            source = ALSACapture(c)
+            fileSource = nil
+        }
+        if !config.headless {
+            do {
+                window = try Window(title: "avgas-live", width: config.width, height: config.height,
+                                    fullscreen: config.fullscreen, displayIndex: config.displayIndex)
+            } catch { throw AvgasError(error) }
+        }
+        if !config.headless || config.framesDirectory != nil {
+            let size = window?.drawableSize ?? (config.width, config.height)
+            presenter = Presenter(width: size.0, height: size.1, spectrogram: spectrogram)
+        }
+    }
+
+    deinit { ringStorage.deallocate() }
+
+    static func prepareDirectory(_ dir: String, option: String) throws(AvgasError) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw AvgasError("\(option) '\(dir)' exists and is not a directory; give a directory for the frames", status: .cannotCreate)
+            }
+        } else {
+            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw AvgasError("cannot create \(option) directory '\(dir)': \(Self.reason(error))", status: .cannotCreate)
+            }
+        }
+        guard access(dir, W_OK) == 0 else {
+            throw AvgasError("cannot write into \(option) directory '\(dir)': \(String(cString: strerror(errno)))", status: .cannotCreate)
+        }
+    }
+
+    static func reason(_ error: Error) -> String {
+        if let e = error as? CocoaError, let u = e.userInfo[NSUnderlyingErrorKey] as? NSError {
+            return String(cString: strerror(Int32(u.code)))
+        }
+        return error.localizedDescription
+    }
+
+    /// Runs to the end. Returns the summary; throws for failures while running.
+    public func run() throws(AvgasError) -> RunSummary {
+        let wall0 = DispatchTime.now().uptimeNanoseconds
+        do { try source.start(into: ring) } catch let e as AudioInputError { throw AvgasError(e) } catch {
+            throw AvgasError("cannot start the input: \(error)", status: .software)
+        }
+        defer { source.stop() }
+        if config.isOffline {
+            try runOffline()
+        } else {
+            try runLive()
+        }
+        var s = RunSummary()
+        s.streamSeconds = analyzer.streamTime
+        s.wallSeconds = seconds(since: wall0)
+        s.timings = analyzer.timings
+        s.timings.render = renderTime; s.timings.output = outputTime; s.timings.frames = frameIndex
+        s.framesWritten = config.framesDirectory != nil ? frameIndex : 0
+        s.skippedSeconds = Double(analyzer.skippedSamples) / Double(pipelineSampleRate)
+        s.droppedSeconds = Double(source.stats.droppedSamples.load(ordering: .relaxed)) / Double(pipelineSampleRate)
+        s.xruns = source.stats.xruns.load(ordering: .relaxed)
+        if let f = fileSource, let failure = f.failure { throw AvgasError(failure) }
+        return s
+    }
+
+    private var renderTime = 0.0
+    private var outputTime = 0.0
+
+    /// File replay as fast as possible, in lockstep: frame k is drawn once exactly
+    /// round(k * 16000 / fps) samples have been analysed, so runs are deterministic.
+    private func runOffline() throws(AvgasError) {
+        let chunk = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4096)
+        defer { chunk.deallocate() }
+        let rendering = presenter != nil
+        var nextFrameSample = 0
+        while !stopRequested.load(ordering: .relaxed) {
+            if rendering && analyzer.streamSamples >= nextFrameSample {
+                try renderFrame(time: Double(nextFrameSample) / Double(pipelineSampleRate))
+                nextFrameSample = Int((Double(frameIndex) * Double(pipelineSampleRate) / config.fps).rounded())
+                continue
+            }
+            let want = rendering ? min(chunk.count, nextFrameSample - analyzer.streamSamples) : chunk.count
+            let n = ring.read(into: UnsafeMutableBufferPointer(rebasing: chunk[0..<want]))
+            if n > 0 {
+                try analyzer.consume(UnsafeBufferPointer(rebasing: chunk[0..<n]))
+            } else if source.stats.finished.load(ordering: .acquiring) && ring.availableToRead == 0 {
+                break
+            } else {
+                usleep(100)
+            }
+            if let d = config.duration, analyzer.streamTime >= d { break }
+        }
+    }
+
+    /// Live capture (or paced file): analysis on its own thread, rendering on this one at
+    /// `fps` of wall time, never waiting for analysis.
+    private func runLive() throws(AvgasError) {
+        let analysisDone = DispatchSemaphore(value: 0)
+        let failure = Mutex<AvgasError?>(nil)
+        let running = Atomic<Bool>(true)
+        nonisolated(unsafe) let analyzer = self.analyzer
+        nonisolated(unsafe) let ring = self.ring
+        let source = self.source
+        let duration = config.duration
+        let maxBacklog = pipelineSampleRate  // more than 1 s behind: skip ahead
+        let thread = Thread {
+            let chunk = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4096)
+            defer { chunk.deallocate(); analysisDone.signal() }
+            while running.load(ordering: .acquiring) && !stopRequested.load(ordering: .relaxed) {
+                if ring.availableToRead > maxBacklog {
+                    // Fell behind: keep the newest patch worth of audio, report the rest.
+                    analyzer.skip(ring.skip(keepingNewest: LogMelConfiguration().patchSamples))
+                }
+                let n = ring.read(into: chunk)
+                if n > 0 {
+                    do { try analyzer.consume(UnsafeBufferPointer(rebasing: chunk[0..<n])) } catch {
+                        let e = (error as? AvgasError) ?? AvgasError("\(error)", status: .software)
+                        failure.withLock { $0 = e }
+                        return
+                    }
+                } else if source.stats.finished.load(ordering: .acquiring) {
+                    return
+                } else {
+                    usleep(2000)
+                }
+                if let duration, analyzer.streamTime >= duration { return }
+            }
+        }
+        thread.name = "avgas-analysis"
+        thread.start()
+        defer {
+            running.store(false, ordering: .releasing)
+            analysisDone.wait()
+        }
+        let frameNanos = UInt64(1e9 / config.fps)
+        var next = DispatchTime.now().uptimeNanoseconds
+        var reportedLost = false
+        var analysisFinished = false
+        while !stopRequested.load(ordering: .relaxed) && !analysisFinished {
+            if let window {
+                for e in window.pollEvents() {
+                    switch e {
+                    case .quit: stopRequested.store(true, ordering: .relaxed)
+                    case .toggleFullscreen: window.toggleFullscreen()
+                    case .resized(let w, let h): presenter?.resize(width: w, height: h)
+                    case .screenshot: saveScreenshot()
+                    default: break
+                    }
+                }
+            }
+            let lost = source.stats.state == .lost
+            if lost && !reportedLost, case .device(let name) = config.input {
+                FileHandle.standardError.write(Data("avgas-live: capture device '\(name)' stopped delivering audio; retrying every 2 s\n".utf8))
+            }
+            if !lost && reportedLost {
+                FileHandle.standardError.write(Data("avgas-live: capture resumed\n".utf8))
+            }
+            reportedLost = lost
+            presenter?.status = lost ? "no input: the capture device stopped; retrying" : nil
+            if presenter != nil {
+                let scene = scenes.latest()
+                try renderFrame(time: max(scene.time, analyzerTimeEstimate(scene)))
+            }
+            if analysisDone.wait(timeout: .now()) == .success {
+                analysisDone.signal()  // keep it signalled for the deferred wait
+                analysisFinished = true
+            }
+            next += frameNanos
+            let now = DispatchTime.now().uptimeNanoseconds
+            if next > now { usleep(UInt32((next - now) / 1000)) } else { next = now }
+        }
+        if let e = failure.withLock({ $0 }) { throw e }
+    }
+
+    private func analyzerTimeEstimate(_ scene: Scene) -> Double { scene.time }
+
+    private func renderFrame(time: Double) throws(AvgasError) {
+        guard let presenter else { return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        presenter.draw(scene: scenes.latest(), time: time)
+        window?.present(presenter.framebuffer)
+        renderTime += seconds(since: t0)
+        if let dir = config.framesDirectory {
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            let path = "\(dir)/frame_\(String(format: "%06d", frameIndex)).png"
+            do { try PNGWriter.write(presenter.framebuffer, to: path) } catch {
+                throw AvgasError("\(error) (is the disk full?); frames up to \(frameIndex) are in '\(dir)'", status: .ioError)
+            }
+            outputTime += seconds(since: t1)
+        }
+        frameIndex += 1
+    }
+
+    private func saveScreenshot() {
+        guard let presenter else { return }
+        let stamp = Int(Date().timeIntervalSince1970)
+        screenshotCount += 1
+        let path = "\(config.screenshotDirectory)/avgas-screenshot-\(stamp)-\(screenshotCount).png"
+        do {
+            try PNGWriter.write(presenter.framebuffer, to: path)
+            FileHandle.standardError.write(Data("avgas-live: screenshot saved to \(path)\n".utf8))
+        } catch {
+            FileHandle.standardError.write(Data("avgas-live: \(error)\n".utf8))
+        }
+    }
+}

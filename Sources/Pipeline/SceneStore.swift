@@ -1,0 +1,85 @@
+import Foundation
+import Synchronization
+
+/// One active class as the analysis sees it.
+public struct ActiveClass: Sendable, Equatable {
+    public var name: String
+    public var index: Int
+    public var score: Float
+    public init(name: String, index: Int, score: Float) { self.name = name; self.index = index; self.score = score }
+}
+
+/// What the analysis publishes for the render loop after each hop.
+public struct Scene: Sendable {
+    /// Stream time at the end of the analysis window, seconds.
+    public var time: Double = 0
+    /// Active classes, strongest first.
+    public var active: [ActiveClass] = []
+    /// Smoothed score of every vocabulary class (for fading cards).
+    public var scores: [Float] = []
+    /// Input level over the last hop (dBFS RMS and peak).
+    public var levelDB: Float = -120
+    public var peakDB: Float = -120
+    public init() {}
+}
+
+/// The latest scene, swapped under a lock held only for the copy. Analysis writes, render reads;
+/// the render loop never waits for analysis beyond that copy.
+public final class SceneStore: Sendable {
+    private let scene = Mutex(Scene())
+    public init() {}
+    public func publish(_ s: Scene) { scene.withLock { $0 = s } }
+    public func latest() -> Scene { scene.withLock { $0 } }
+}
+
+/// Recent log-mel frames for the display, shared between analysis (appends) and render
+/// (copies the newest frames). Fixed capacity, allocated once.
+public final class SpectrogramStore: Sendable {
+    private struct State {
+        var frames: [Float]
+        var count = 0
+    }
+    public let capacity: Int
+    public let bands: Int
+    private let state: Mutex<State>
+
+    public init(capacity: Int = 1024, bands: Int = 64) {
+        self.capacity = capacity
+        self.bands = bands
+        state = Mutex(State(frames: [Float](repeating: -13.8, count: capacity * bands)))
+    }
+
+    /// Appends one frame of `bands` values.
+    public func append(_ frame: UnsafePointer<Float>) {
+        let b = bands, cap = capacity
+        nonisolated(unsafe) let src = frame
+        state.withLock { s in
+            let slot = s.count % cap
+            s.frames.withUnsafeMutableBufferPointer { p in (p.baseAddress! + slot * b).update(from: src, count: b) }
+            s.count += 1
+        }
+    }
+
+    /// Copies the newest `count` frames, oldest first, into `out` ([count][bands], resized);
+    /// returns how many frames were available (older slots are filled with silence).
+    @discardableResult
+    public func copyLatest(_ count: Int, into out: inout [Float]) -> Int {
+        let b = bands, cap = capacity
+        let n = min(count, cap)
+        if out.count != n * b { out = [Float](repeating: -13.8, count: n * b) }
+        return out.withUnsafeMutableBufferPointer { o in
+            state.withLock { s in
+                let have = min(n, s.count)
+                let missing = n - have
+                for i in 0..<missing * b { o[i] = -13.8 }
+                s.frames.withUnsafeBufferPointer { f in
+                    for i in 0..<have {
+                        let slot = (s.count - have + i) % cap
+                        (o.baseAddress! + (missing + i) * b).update(from: f.baseAddress! + slot * b, count: b)
+                    }
+                }
+                return have
+            }
+        }
+    }
+}
