@@ -6,7 +6,7 @@ extracts again. Reserved packages (kept for independent evaluation) are refused.
 """
 from __future__ import annotations
 
-import hashlib
+import fnmatch
 import json
 import subprocess
 from pathlib import Path
@@ -58,10 +58,12 @@ def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> 
     deb = fetch(pkg, cache)
     pats = sorted(patterns) if patterns else []
     root = cache / "x" / pkg
-    key = hashlib.sha1(json.dumps([deb.name, pats]).encode()).hexdigest()
-    stamp = root / f".extracted-{key[:16]}"
-    if stamp.exists():
-        return root
+    done_file = root / ".extracted.json"
+    done = json.loads(done_file.read_text()) if done_file.exists() else None
+    if done is not None and done.get("deb") == deb.name:
+        old = done.get("patterns")
+        if old == [] or (pats and all(any(fnmatch.fnmatch(p, q) for q in old) for p in pats)):
+            return root   # everything asked for was extracted before
     root.mkdir(parents=True, exist_ok=True)
     tar_cmd = ["tar", "-x", "-C", str(root)]
     if pats:
@@ -72,5 +74,7 @@ def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> 
     p1.wait()
     if p1.returncode != 0 or (p2.returncode != 0 and "Not found in archive" not in p2.stderr):
         raise PackageError(f"extracting {deb.name} failed: {p2.stderr.strip()[:300]}")
-    stamp.touch()
+    merged = [] if not pats or (done and done.get("patterns") == []) else sorted(
+        set(pats) | set((done or {}).get("patterns") or []) if done and done.get("deb") == deb.name else set(pats))
+    done_file.write_text(json.dumps({"deb": deb.name, "patterns": merged}))
     return root
