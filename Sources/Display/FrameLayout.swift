@@ -116,8 +116,9 @@ public final class FrameRenderer {
                     let band = min(bands - 1, (h - 1 - row) * bands / h)
                     let line = p.baseAddress! + (y + row) * width
                     for c in 0..<shown {
-                        // log(mel + 1e-6) spans about -13.8 (silence) to +3 (loud).
-                        let v = (s[(n - shown + c) * bands + band] + 12) / 14
+                        // log(mel + 1e-6) spans -13.8 (digital silence) to about +3 (loud);
+                        // real rooms sit around -8 and up, so the ramp covers -8...+4.
+                        let v = (s[(n - shown + c) * bands + band] + 8) / 12
                         let col = Colormap.color(v)
                         let cx = x0 + c * colW
                         for k in 0..<colW where cx + k >= 0 && cx + k < width { line[cx + k] = col }

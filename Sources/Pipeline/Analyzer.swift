@@ -83,14 +83,18 @@ public final class Analyzer {
         }
     }
 
-    /// The input skipped `count` samples ahead (analysis fell behind): frames restart there.
+    /// The input skipped `count` samples ahead (analysis fell behind). Frames restart at the
+    /// new audio; the next hop comes `hopFrames` frames later, its patch still holding older
+    /// frames before the gap, so a live display keeps updating while overloaded.
     public func skip(_ count: Int) {
         guard count > 0 else { return }
         streamSamples += count
         skippedSamples += count
         stream.resetPending()
-        frameOriginSample = streamSamples
-        frameOriginIndex = stream.framesProduced
+        // Realign so that frame `framesProduced` starts at the current stream sample and
+        // the hop condition first holds hopFrames - 1 frames after it.
+        frameOriginIndex = stream.framesProduced + hopFrames - config.patchFrames
+        frameOriginSample = streamSamples - (stream.framesProduced - frameOriginIndex) * config.hopLength
     }
 
     private func hop(endingAtFrame f: Int) throws(AvgasError) {

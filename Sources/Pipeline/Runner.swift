@@ -195,13 +195,16 @@ public final class Runner {
         defer { chunk.deallocate() }
         let rendering = presenter != nil
         var nextFrameSample = 0
+        let endSample = config.duration.map { Int(($0 * Double(pipelineSampleRate)).rounded()) } ?? Int.max
         while !stopRequested.load(ordering: .relaxed) {
             if rendering && analyzer.streamSamples >= nextFrameSample {
                 try renderFrame(time: Double(nextFrameSample) / Double(pipelineSampleRate))
                 nextFrameSample = Int((Double(frameIndex) * Double(pipelineSampleRate) / config.fps).rounded())
                 continue
             }
-            let want = rendering ? min(chunk.count, nextFrameSample - analyzer.streamSamples) : chunk.count
+            if analyzer.streamSamples >= endSample { break }
+            var want = min(chunk.count, endSample - analyzer.streamSamples)
+            if rendering { want = min(want, nextFrameSample - analyzer.streamSamples) }
             let n = ring.read(into: UnsafeMutableBufferPointer(rebasing: chunk[0..<want]))
             if n > 0 {
                 try analyzer.consume(UnsafeBufferPointer(rebasing: chunk[0..<n]))
@@ -210,7 +213,6 @@ public final class Runner {
             } else {
                 usleep(100)
             }
-            if let d = config.duration, analyzer.streamTime >= d { break }
         }
     }
 

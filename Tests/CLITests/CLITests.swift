@@ -1,0 +1,137 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The real `avgas-live` binary, run as a user runs it.
+final class CLITests: XCTestCase {
+    let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+
+    /// `--help` is a contract: snapshot it (AVGAS_UPDATE_SNAPSHOTS=1 rewrites the snapshot).
+    func testHelpSnapshot() throws {
+        let r = try Binary.run("avgas-live", ["--help"], environment: ["COLUMNS": "100"])
+        XCTAssertEqual(r.status, 0)
+        let snapshot = TestPaths.fixture("CLITests", "help.txt")
+        if ProcessInfo.processInfo.environment["AVGAS_UPDATE_SNAPSHOTS"] == "1" {
+            try r.stdout.write(to: snapshot, atomically: true, encoding: .utf8)
+        }
+        XCTAssertEqual(r.stdout, try String(contentsOf: snapshot, encoding: .utf8))
+        for option in ["--device", "--list-devices", "--input", "--realtime", "--headless", "--frames", "--fps",
+                       "--events", "--no-images", "--hop-ms", "--fullscreen", "--display"] {
+            XCTAssertTrue(r.stdout.contains(option), option)
+        }
+    }
+
+    /// Each user mistake: one clear line on stderr naming the problem, its own exit status.
+    func testErrorTable() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let empty = dir.appendingPathComponent("empty.wav").path
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        let text = dir.appendingPathComponent("notes.wav").path
+        try "not audio at all\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let aFile = dir.appendingPathComponent("plain").path
+        FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8))
+        let cases: [(args: [String], status: Int32, says: String)] = [
+            (["--headless"], 69, "no sound card"),
+            (["--headless", "--device", "nosuch"], 69, "unknown capture device 'nosuch'"),
+            ([], 69, "no display"),
+            (["--input", dir.appendingPathComponent("missing.wav").path, "--headless"], 66, "does not exist"),
+            (["--input", dir.path, "--headless"], 66, "is a directory"),
+            (["--input", empty, "--headless"], 66, "is empty"),
+            (["--input", text, "--headless"], 65, "not an audio file"),
+            (["--input", demo, "--headless", "--frames", aFile], 73, "not a directory"),
+            (["--input", demo, "--headless", "--frames", "/proc/avgas/frames"], 73, "cannot create --frames"),
+            (["--input", demo, "--headless", "--events", dir.path], 73, "is a directory"),
+            (["--input", demo, "--headless", "--events", "/proc/avgas/e.jsonl"], 73, "cannot write events"),
+            (["--fps=-5"], 64, "--fps must be"),
+            (["--hop-ms", "0"], 64, "--hop-ms must be"),
+            (["--size", "big"], 64, "--size must look like"),
+            (["--bogus"], 64, "Unknown option"),
+            (["--input", demo, "--headless", "--assets", dir.path], 78, "yamnet.safetensors"),
+        ]
+        for c in cases {
+            let r = try Binary.run("avgas-live", c.args, removing: ["DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"], timeout: 60)
+            XCTAssertEqual(r.status, c.status, "\(c.args): \(r.stderr)")
+            XCTAssertEqual(r.stderrLines.count, 1, "\(c.args) printed: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(c.says), "\(c.args): expected '\(c.says)' in: \(r.stderr)")
+            XCTAssertTrue(r.stderr.hasPrefix("avgas-live: error: "), r.stderr)
+        }
+    }
+
+    /// The demo, headless: the expected number of PNG frames, each decodes at the right size,
+    /// and events are valid JSON lines with increasing stream time.
+    func testDemoHeadlessWritesFramesAndEvents() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let frames = dir.appendingPathComponent("frames").path
+        let events = dir.appendingPathComponent("events.jsonl").path
+        let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--frames", frames, "--fps", "10",
+                                              "--duration", "3", "--size", "640x360", "--events", events])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = try FileManager.default.contentsOfDirectory(atPath: frames).filter { $0.hasSuffix(".png") }.sorted()
+        XCTAssertEqual(files.count, 31)  // t = 0.0, 0.1, ... 3.0
+        XCTAssertEqual(files.first, "frame_000000.png")
+        for f in [files[0], files[15], files[30]] {
+            let png = try XCTUnwrap(Binary.decodePNGSize("\(frames)/\(f)"), f)
+            XCTAssertEqual(png.width, 640); XCTAssertEqual(png.height, 360)
+        }
+        let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 21)  // hops end at 0.96 s + k * 0.1 s up to 3 s
+        var last = -1.0
+        for l in lines {
+            let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])
+            let t = try XCTUnwrap(obj["t"] as? Double)
+            XCTAssertGreaterThan(t, last); last = t
+            XCTAssertNotNil(obj["active"] as? [Any])
+        }
+        // The dog in the demo (1.5 s onwards) is heard within the first 3 s.
+        XCTAssertTrue(lines.contains { $0.contains("\"dog barking\"") })
+    }
+
+    /// Live capture through the real ALSA path: a `file` plugin device defined in ~/.asoundrc.
+    func testLiveCaptureThroughALSAFilePlugin() throws {
+        let home = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: home) }
+        // The demo's samples as raw float32 (the WAV is 16-bit 16 kHz mono).
+        let wav = try Data(contentsOf: URL(fileURLWithPath: demo))
+        let pcm16 = wav.subdata(in: 44..<wav.count)
+        var floats = [Float](repeating: 0, count: pcm16.count / 2)
+        pcm16.withUnsafeBytes { raw in
+            for i in 0..<floats.count { floats[i] = Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))) / 32768 }
+        }
+        let raw = home.appendingPathComponent("demo.raw")
+        try floats.withUnsafeBufferPointer { try Data(buffer: $0).write(to: raw) }
+        try """
+        pcm.democap {
+            type file
+            slave.pcm "null"
+            file "/dev/null"
+            infile "\(raw.path)"
+            format "raw"
+        }
+        """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
+        let events = home.appendingPathComponent("e.jsonl").path
+        let r = try Binary.run("avgas-live", ["--device", "democap", "--headless", "--duration", "2.5", "--events", events],
+                               environment: ["HOME": home.path], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
+        XCTAssertGreaterThanOrEqual(lines.count, 1)
+        // The file plugin has no real-time pacing: it delivers audio far faster than real time,
+        // so the analysis falls behind, skips ahead to the newest audio and says how much.
+        XCTAssertTrue(r.stderr.contains("analysis skipped"), r.stderr)
+    }
+}
+
+extension Binary {
+    /// Width and height from a PNG's IHDR, after checking the signature (the Display tests
+    /// decode pixels; here the point is that the CLI wrote valid files).
+    static func decodePNGSize(_ path: String) -> (width: Int, height: Int)? {
+        guard let d = FileManager.default.contents(atPath: path), d.count > 33,
+              Array(d[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A],
+              String(decoding: d[12..<16], as: UTF8.self) == "IHDR" else { return nil }
+        func u32(_ o: Int) -> Int { Int(d[o]) << 24 | Int(d[o + 1]) << 16 | Int(d[o + 2]) << 8 | Int(d[o + 3]) }
+        // IEND must close the file: a truncated PNG fails here.
+        guard String(decoding: d[(d.count - 8)..<(d.count - 4)], as: UTF8.self) == "IEND" else { return nil }
+        return (u32(16), u32(20))
+    }
+}

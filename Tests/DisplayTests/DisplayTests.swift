@@ -1,0 +1,96 @@
+import Display
+import Foundation
+import TestSupport
+import XCTest
+
+/// SDL tests stay in XCTest: on Linux, Swift Testing does not run on the main thread.
+final class DisplayTests: XCTestCase {
+    func model(frames: Int = 200) -> FrameModel {
+        var m = FrameModel()
+        m.streamTime = 12.5
+        m.spectrogramFrames = frames
+        // A rising ramp over time, louder in low bands: a known picture.
+        m.spectrogram = (0..<(frames * 64)).map { i in Float(i / 64) / Float(frames) * 10 - 8 + Float(64 - i % 64) / 64 * 2 }
+        m.levelDB = -6
+        m.peakDB = -3
+        m.classes = [.init(name: "dog barking", score: 0.8), .init(name: "raining", score: 0.4, presence: 0.5)]
+        return m
+    }
+
+    /// The layout draws what the model says, where the layout says.
+    func testFrameRendererDrawsPanelsMeterAndCards() {
+        var fb = Framebuffer(width: 640, height: 360)
+        let renderer = FrameRenderer()
+        renderer.render(model(), into: &fb)
+        let L = FrameRenderer.layout(width: 640, height: 360)
+        // Side panel background colour at its lower edge (no cards there).
+        XCTAssertEqual(fb.pixel(x: L.panel.x + L.panel.w - 3, y: L.panel.y + L.panel.h - 3), .panel)
+        // The spectrogram's newest column (right edge) is brighter than its oldest one (left).
+        func luma(_ c: Color) -> Int { Int(c.r) + Int(c.g) + Int(c.b) }
+        let y = L.main.y + L.main.h / 2
+        XCTAssertGreaterThan(luma(fb.pixel(x: L.main.x + L.main.w - 10, y: y)), luma(fb.pixel(x: L.main.x + 10, y: y)) + 50)
+        // The level meter at -6 dBFS fills 90% of its height, in the "loud" colour.
+        let meterY = L.meter.y + L.meter.h - 2 - Int(Float(L.meter.h - 4) * 0.7)
+        XCTAssertEqual(fb.pixel(x: L.meter.x + L.meter.w / 2, y: meterY), .accent)
+        // The first card's confidence bar is drawn in the accent colour.
+        var accentInPanel = 0
+        for yy in 0..<L.panel.h / 2 { for xx in L.panel.x..<(L.panel.x + L.panel.w) where fb.pixel(x: xx, y: yy) == .accent { accentInPanel += 1 } }
+        XCTAssertGreaterThan(accentInPanel, 100)
+        // Text was rendered (bright glyph pixels inside the panel header).
+        var bright = 0
+        for yy in 4..<24 { for xx in L.panel.x..<(L.panel.x + 120) where luma(fb.pixel(x: xx, y: yy)) > 300 { bright += 1 } }
+        XCTAssertGreaterThan(bright, 10)
+    }
+
+    /// Offscreen SDL window: what the renderer shows reads back pixel-exact.
+    func testOffscreenWindowReadBack() throws {
+        setenv("SDL_VIDEODRIVER", "offscreen", 1)
+        defer { unsetenv("SDL_VIDEODRIVER") }
+        let window = try Window(title: "test", width: 320, height: 200, allowOffscreen: true, softwareRenderer: true)
+        XCTAssertEqual(window.videoDriver, "offscreen")
+        let (w, h) = window.drawableSize
+        var fb = Framebuffer(width: w, height: h)
+        FrameRenderer().render(model(), into: &fb)
+        window.present(fb)
+        let back = try XCTUnwrap(window.readPixels())
+        XCTAssertEqual(back.count, fb.pixels.count)
+        XCTAssertEqual(back, fb.pixels)
+    }
+
+    func testNoDisplayIsReported() {
+        let saved = ProcessInfo.processInfo.environment["DISPLAY"]
+        unsetenv("DISPLAY"); unsetenv("SDL_VIDEODRIVER")
+        defer { if let saved { setenv("DISPLAY", saved, 1) } }
+        guard ProcessInfo.processInfo.environment["WAYLAND_DISPLAY"] == nil else { return }
+        XCTAssertThrowsError(try Window(title: "x", width: 100, height: 100)) {
+            XCTAssertEqual($0 as? DisplayError, .noDisplay)
+        }
+    }
+
+    func testPNGRoundTripAndAtomicWrite() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var fb = Framebuffer(width: 96, height: 64)
+        FrameRenderer().render(model(frames: 50), into: &fb)
+        let path = dir.appendingPathComponent("f.png").path
+        try PNGWriter.write(fb, to: path)
+        let back = try XCTUnwrap(PNGWriter.read(path))
+        XCTAssertEqual(back.width, 96); XCTAssertEqual(back.height, 64)
+        for i in stride(from: 0, to: 96 * 64, by: 37) {
+            XCTAssertEqual(Color(back.pixels[i * 3], back.pixels[i * 3 + 1], back.pixels[i * 3 + 2]), Color(argb: fb.pixels[i]))
+        }
+        // No temporary file is left behind.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["f.png"])
+        XCTAssertThrowsError(try PNGWriter.write(fb, to: "/proc/nope/f.png"))
+    }
+
+    func testImagesScaleIntoRectangles() {
+        var fb = Framebuffer(width: 40, height: 40, fill: .black)
+        let red = RGBImage(width: 2, height: 2, pixels: [255, 0, 0, 255, 0, 0, 255, 0, 0, 255, 0, 0])
+        fb.drawImage(red, x: 10, y: 10, w: 20, h: 20)
+        XCTAssertEqual(fb.pixel(x: 20, y: 20), Color(255, 0, 0))
+        XCTAssertEqual(fb.pixel(x: 5, y: 5), .black)
+        fb.drawImage(red, x: 0, y: 0, w: 5, h: 5, alpha: 0.5)
+        XCTAssertEqual(Int(fb.pixel(x: 2, y: 2).r), 127, accuracy: 2)
+    }
+}
