@@ -74,13 +74,15 @@ def active_rms_db(x: np.ndarray, frame: int = 400, top: float = 0.5) -> float:
     return float(10 * np.log10(np.sort(e)[-k:].mean() + 1e-20))
 
 
-def trim_silence(x: np.ndarray, thresh_db: float = -50.0, frame: int = 160) -> np.ndarray:
-    """Drop leading and trailing frames quieter than thresh_db relative to the peak frame."""
+def trim_silence(x: np.ndarray, thresh_db: float = -50.0, frame: int = 160,
+                 floor_db: float = -70.0) -> np.ndarray:
+    """Drop leading and trailing frames quieter than thresh_db relative to the loudest frame
+    or than floor_db absolute; a file with no frame above both is returned empty."""
     n = len(x) // frame
     if n < 2:
         return x
     e = 10 * np.log10((x[:n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1) + 1e-20)
-    on = np.nonzero(e > e.max() + thresh_db)[0]
+    on = np.nonzero((e > e.max() + thresh_db) & (e > floor_db))[0]
     if len(on) == 0:
         return x[:0]
     return x[on[0] * frame:(on[-1] + 1) * frame]

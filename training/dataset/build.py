@@ -330,7 +330,7 @@ def svg_to_png(data: bytes, size: int = 256) -> bytes:
 
 
 def square_image(im, size: int = IMG, bg=BG):
-    """Alpha-crop, pad to a square (8% margin) on a neutral background, resize to size."""
+    """Alpha-crop, pad to a square (4% margin per side) on a neutral background, resize to size."""
     from PIL import Image
     im = im.convert("RGBA")
     a = im.getchannel("A")
@@ -339,7 +339,7 @@ def square_image(im, size: int = IMG, bg=BG):
         return None
     im = im.crop(box)
     w, hgt = im.size
-    side = int(round(max(w, hgt) * 1.08))
+    side = max(w, hgt) + 2 * max(1, int(round(0.04 * max(w, hgt))))  # 4% margin each side
     canvas = Image.new("RGBA", (side, side), bg + (255,))
     canvas.alpha_composite(im, ((side - w) // 2, (side - hgt) // 2))
     return canvas.convert("RGB").resize((size, size), Image.LANCZOS)

@@ -1,0 +1,329 @@
+"""Smoke test of the whole dataset builder on a tiny fixture tree (no network, seconds),
+plus split, mixture, loader and table checks."""
+import csv
+import hashlib
+import json
+import struct
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_dataset_readers import make_cat, make_rcc, wav_bytes  # noqa: E402
+
+from training.dataset import build, debs, loaders  # noqa: E402
+
+CLASSES = ["dog barking", "raining", "playing violin, fiddle"]
+
+
+def tone(f, secs, sr, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(secs * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * f * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def png_bytes(color, size=(40, 20), alpha=True):
+    im = Image.new("RGBA", (60, 60), (0, 0, 0, 0))
+    im.paste(Image.new("RGBA", size, color + (255,)), (10, 20))
+    import io
+    b = io.BytesIO()
+    im.save(b, format="PNG")
+    return b.getvalue()
+
+
+def make_fixture(root: Path) -> Path:
+    """Three fake 'packages': plain files, an .rcc, an .cat, a .zip; tables; classes.json."""
+    import io
+    import zipfile
+    fx = root / "fixtures"
+    pa = fx / "pkg-a/usr/share/a"
+    pa.mkdir(parents=True)
+    rows_a, rows_i = [], []
+    for i in range(3):
+        sf.write(pa / f"dog{i}.wav", tone(300 + 50 * i, 1.5 + i, 22050, i), 22050)
+        rows_a.append(("dog barking", "pkg-a", f"usr/share/a/dog{i}.wav", "CC0-1.0"))
+    # a long stereo recording: cut into chunks
+    sf.write(pa / "rain_long.wav", np.stack([tone(900, 23.0, 44100, 9)] * 2, axis=1), 44100)
+    rows_a.append(("raining", "pkg-a", "usr/share/a/rain_long.wav", "CC0-1.0"))
+    # a silent file must be dropped
+    sf.write(pa / "silent.wav", np.zeros(16000, np.float32), 16000)
+    rows_a.append(("raining", "pkg-a", "usr/share/a/silent.wav", "CC0-1.0"))
+    # an .rcc with two rain recordings (one zlib) and an image
+    rcc = make_rcc({"gcompris/src/activities/x/rain1.wav": wav_bytes(tone(1000, 1.0, 16000, 3), 16000),
+                    "gcompris/src/activities/x/rain2.wav": wav_bytes(tone(1100, 2.0, 16000, 4), 16000),
+                    "gcompris/src/activities/x/violin.png": png_bytes((200, 50, 50))},
+                   compress=("rain2.wav",))
+    pb = fx / "pkg-b/usr/share/b"
+    pb.mkdir(parents=True)
+    (pb / "x.rcc").write_bytes(rcc)
+    for n in ("rain1", "rain2"):
+        rows_a.append(("raining", "pkg-b", f"usr/share/b/x.rcc#gcompris/src/activities/x/{n}.wav", "DEP5"))
+    rows_i.append(("playing violin, fiddle", "pkg-b", "usr/share/b/x.rcc#gcompris/src/activities/x/violin.png"))
+    doc = fx / "pkg-b/usr/share/doc/pkg-b"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Format: x\n\nFiles: *\nCopyright: me\nLicense: GPL-3+\n\n"
+                                   "Files: src/activities/x/rain*\nCopyright: you\nLicense: CC-BY-3.0\n")
+    # a .cat with three violin recordings
+    cat = make_cat([(f'"Violin {i}". License: Creative Commons Zero 1.0.', wav_bytes(tone(440 * (i + 1), 1.2, 11025, 10 + i), 11025))
+                    for i in range(3)])
+    pc = fx / "pkg-c/usr/share/c"
+    pc.mkdir(parents=True)
+    (pc / "s.cat").write_bytes(cat)
+    for i in range(3):
+        rows_a.append(("playing violin, fiddle", "pkg-c", f"usr/share/c/s.cat#{i}", "OPENSFX"))
+    # a .zip with one more dog
+    zb = io.BytesIO()
+    with zipfile.ZipFile(zb, "w") as z:
+        z.writestr("audio/dog/bark.wav", wav_bytes(tone(250, 0.8, 16000, 20), 16000))
+    (pc / "public.zip").write_bytes(zb.getvalue())
+    rows_a.append(("dog barking", "pkg-c", "usr/share/c/public.zip#audio/dog/bark.wav", "CC-BY-SA-3.0"))
+    # images: 12 distinct per class + one duplicate (must be kept once)
+    for ci, cls in enumerate(CLASSES):
+        d = fx / f"pkg-a/usr/share/img/{ci}"
+        d.mkdir(parents=True)
+        for k in range(12):
+            (d / f"{k}.png").write_bytes(png_bytes((20 * k, 100 + 10 * ci, 50), size=(10 + 3 * k, 12 + 2 * k)))
+            rows_i.append((cls, "pkg-a", f"usr/share/img/{ci}/{k}.png"))
+        (d / "dup.png").write_bytes((d / "0.png").read_bytes())
+        rows_i.append((cls, "pkg-a", f"usr/share/img/{ci}/dup.png"))
+    t = fx / "tables"
+    t.mkdir()
+    (t / "audio.tsv").write_text("# test\n" + "".join("\t".join(r) + "\n" for r in rows_a))
+    (t / "images.tsv").write_text("".join("\t".join(r) + "\n" for r in rows_i))
+    classes = {"version": 1, "classes": [{"name": n, "group": "g", "layer": "l", "audioset": []} for n in CLASSES]}
+    (root / "classes.json").write_text(json.dumps(classes, indent=2) + "\n")
+    return fx
+
+
+def run_build(tmp: Path, out: Path):
+    fx = tmp / "fixtures"
+    if not fx.exists():
+        make_fixture(tmp)
+    return build.build(out, tmp / "cache", tmp / "classes.json", fixtures=fx, report=True,
+                       n_eval=6, reports_dir=tmp / "reports")
+
+
+def read_manifest(out: Path):
+    with open(out / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tree_digest(out: Path) -> dict:
+    return {p.relative_to(out).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ds")
+    r = run_build(tmp, tmp / "out1")
+    return tmp, r
+
+
+def test_builder_end_to_end(built):
+    tmp, r = built
+    out = tmp / "out1"
+    rows = read_manifest(out)
+    assert set(rows[0]) >= {"id", "kind", "class", "split", "path", "package", "source_path",
+                            "license", "original_id"}
+    audio_rows = [x for x in rows if x["kind"] == "audio"]
+    image_rows = [x for x in rows if x["kind"] == "image"]
+    # silent file dropped; the 23 s rain file cut into 3 chunks (10 + 10 + 3 s)
+    assert not any("silent" in x["source_path"] for x in audio_rows)
+    rain_long = [x for x in audio_rows if x["source_path"].endswith("rain_long.wav")]
+    assert len(rain_long) == 3 and len({x["original_id"] for x in rain_long}) == 1
+    for x in audio_rows:
+        info = sf.info(str(out / x["path"]))
+        assert info.samplerate == 16000 and info.channels == 1 and info.subtype == "PCM_16"
+        assert 0.3 <= info.duration <= 10.0 + 1e-6
+    # container entries were read; licenses resolved from DEP5 and from the .cat names
+    by_src = {x["source_path"]: x for x in audio_rows}
+    assert by_src["usr/share/b/x.rcc#gcompris/src/activities/x/rain1.wav"]["license"] == "CC-BY-3.0"
+    assert by_src["usr/share/c/s.cat#1"]["license"] == "Creative Commons Zero 1.0"
+    assert "usr/share/c/public.zip#audio/dog/bark.wav" in by_src
+    # images: 128x128 RGB, duplicates removed (12 + 1 rcc image for violin)
+    counts = defaultdict(int)
+    for x in image_rows:
+        im = Image.open(out / x["path"])
+        assert im.size == (128, 128) and im.mode == "RGB"
+        # corner pixel is the neutral background
+        assert max(abs(a - b) for a, b in zip(im.getpixel((0, 0)), build.BG)) <= 10
+        counts[x["class"]] += 1
+    assert counts == {"dog barking": 12, "raining": 12, "playing violin, fiddle": 13}
+    # coverage: recordings are distinct originals
+    cov = r["coverage"]
+    assert cov["dog barking"]["recordings"] == 4
+    assert cov["raining"]["recordings"] == 3
+    assert cov["playing violin, fiddle"]["recordings"] == 3
+    assert not any(c["thin"] for c in cov.values())
+    # classes.json got the three fields and kept the rest
+    cj = json.loads((tmp / "classes.json").read_text())
+    c0 = cj["classes"][0]
+    assert c0["group"] == "g" and c0["recordings"] == 4 and c0["images"] == 12 and c0["thin"] is False
+    # report and contact sheet
+    rep = (tmp / "reports/dataset.md").read_text()
+    assert "| dog barking | 4 |" in rep
+    sheet = Image.open(tmp / "reports/dataset_contact_sheet.png")
+    assert sheet.size[0] > 500
+
+
+def test_no_original_in_two_splits(built):
+    tmp, _ = built
+    rows = read_manifest(tmp / "out1")
+    assert_no_leak(rows)
+    splits = {x["split"] for x in rows}
+    assert splits == {"train", "val", "test"}
+
+
+def assert_no_leak(rows):
+    where = defaultdict(set)
+    for x in rows:
+        where[x["original_id"]].add(x["split"])
+        where["group:" + x.get("split_group", x["original_id"])].add(x["split"])
+    leaks = {k: v for k, v in where.items() if len(v) > 1}
+    assert not leaks, f"originals in several splits: {list(leaks)[:5]}"
+
+
+def test_real_manifest_has_no_original_in_two_splits():
+    m = ROOT / "data/manifest.csv"
+    if not m.exists():
+        pytest.skip("data/ not built here (make dataset)")
+    rows = read_manifest(ROOT / "data")
+    assert len(rows) > 100
+    assert_no_leak(rows)
+
+
+def test_eval_mixtures_from_test_split_only(built):
+    tmp, _ = built
+    out = tmp / "out1"
+    rows = {x["id"]: x for x in read_manifest(out)}
+    for k in (1, 2, 3):
+        items = loaders.load_eval_set(out / f"mixtures/eval_{k}src")
+        assert len(items) == 6
+        for it in items:
+            assert len(it["classes"]) == k == len(set(it["classes"]))
+            for s in it["sources"]:
+                assert rows[s["id"]]["split"] == "test"
+                assert rows[s["id"]]["class"] == s["class"]
+            lv = [s["level_db"] for s in it["sources"]]
+            assert max(lv) - min(lv) <= loaders.REL_DB + 1e-9
+            x, sr = sf.read(str(out / f"mixtures/eval_{k}src" / it["path"]))
+            assert sr == 16000 and len(x) == 64000 and np.abs(x).max() > 0.001
+
+
+def test_build_is_deterministic(built, tmp_path):
+    tmp, _ = built
+    run_build(tmp, tmp_path / "out2")
+    a, b = tree_digest(tmp / "out1"), tree_digest(tmp_path / "out2")
+    assert a == b
+
+
+def test_assign_splits_groups_and_small_classes():
+    rows = []
+    for g in range(20):
+        for k in range(3):
+            rows.append({"kind": "audio", "class": "a", "split_group": f"g{g}"})
+    rows.append({"kind": "audio", "class": "b", "split_group": "only"})
+    rows += [{"kind": "audio", "class": "c", "split_group": s} for s in ("x", "y")]
+    build.assign_splits(rows)
+    per = defaultdict(set)
+    for r in rows:
+        per[(r["class"], r["split_group"])].add(r["split"])
+    assert all(len(v) == 1 for v in per.values())
+    a = [next(iter(v)) for (c, _), v in per.items() if c == "a"]
+    assert a.count("test") == 3 and a.count("val") == 3 and a.count("train") == 14
+    assert per[("b", "only")] == {"train"}
+    assert sorted(next(iter(per[("c", s)])) for s in ("x", "y")) == ["test", "train"]
+
+
+def test_make_mixture_levels_and_offsets():
+    rng = np.random.default_rng(1)
+    clips = [tone(300, 2.0, 16000, 1), tone(700, 6.0, 16000, 2), tone(1500, 0.5, 16000, 3)]
+    m = loaders.make_mixture(clips, rng, seconds=4.0, noise=False, level_db=-24.0)
+    assert m["audio"].shape == (64000,) and m["audio"].dtype == np.float32
+    for s in m["sources"]:
+        assert -24.0 - loaders.REL_DB / 2 <= s["level_db"] <= -24.0 + loaders.REL_DB / 2
+        assert 0.0 <= s["offset_s"] <= 2.0
+    # with no noise and sources placed, the mixture equals the sum of placed sources
+    assert np.abs(m["audio"]).max() > 0.01
+    m2 = loaders.make_mixture(clips, np.random.default_rng(1), seconds=4.0, noise=False, level_db=-24.0)
+    assert np.array_equal(m["audio"], m2["audio"])
+
+
+def test_augmentations_keep_types_and_change_content():
+    rng = np.random.default_rng(3)
+    x = tone(440, 2.0, 16000, 5)
+    ys = [loaders.augment_audio(x, rng, p=1.0) for _ in range(3)]
+    for y in ys:
+        assert y.dtype == np.float32 and len(y) >= 16000 * 0.8 and np.isfinite(y).all()
+        assert not np.array_equal(y[:len(x)], x[:len(y)])
+    img = np.asarray(Image.new("RGB", (128, 128), (10, 200, 30)))
+    img = img.copy()
+    img[:, :40] = 250
+    z = loaders.augment_image(img, rng, p=1.0)
+    assert z.shape == (128, 128, 3) and z.dtype == np.uint8
+    assert not np.array_equal(z, img)
+
+
+def test_from_folders_layout(tmp_path):
+    for cls in ("dog", "rain"):
+        d = tmp_path / "audio" / cls
+        d.mkdir(parents=True)
+        for i in range(4):
+            sf.write(d / f"{i}.wav", tone(200 + i, 0.5, 16000, i), 16000)
+        di = tmp_path / "images" / cls
+        di.mkdir(parents=True)
+        Image.new("RGB", (128, 128)).save(di / "a.png")
+    ds = loaders.Dataset.from_folders(tmp_path)
+    assert ds.classes == ["dog", "rain"]
+    assert len(ds.rows(kind="audio")) == 8 and len(ds.rows(kind="image")) == 2
+    m = ds.sample_mixture(np.random.default_rng(0), n_sources=2,
+                          split=ds.rows(kind="audio")[0]["split"], seconds=1.0) \
+        if len({r["class"] for r in ds.rows(kind="audio", split=ds.rows(kind="audio")[0]["split"])}) >= 2 else None
+    if m is not None:
+        assert sorted(m["classes"]) == ["dog", "rain"]
+
+
+def test_midi_writer_produces_valid_smf(tmp_path):
+    rng = np.random.default_rng(0)
+    notes = build.phrase(rng, 40)
+    assert notes and all(55 <= p <= 91 for _, _, p, _ in notes)
+    build.write_midi(tmp_path / "a.mid", 40, notes)
+    b = (tmp_path / "a.mid").read_bytes()
+    assert b[:4] == b"MThd" and struct.unpack(">IHHH", b[4:14]) == (6, 0, 1, 480)
+    assert b[14:18] == b"MTrk" and struct.unpack(">I", b[18:22])[0] == len(b) - 22
+    assert b.endswith(b"\x00\xff\x2f\x00")
+    drums = build.phrase(np.random.default_rng(1), None)
+    build.write_midi(tmp_path / "d.mid", None, drums)
+    assert b"\x99" in (tmp_path / "d.mid").read_bytes()  # note-on on channel 10
+
+
+def test_reserved_packages_refused(tmp_path):
+    with pytest.raises(debs.PackageError, match="reserved"):
+        debs.fetch("widelands-data", tmp_path)
+    with pytest.raises(debs.PackageError, match="reserved"):
+        debs.fetch("musescore-general-soundfont-small", tmp_path)
+
+
+def test_committed_tables_are_well_formed():
+    names = {c["name"] for c in json.loads((ROOT / "Assets/classes.json").read_text())["classes"]}
+    for t, ncol in (("audio.tsv", 4), ("images.tsv", 3)):
+        rows = build.read_table(build.TABLES / t)
+        assert rows
+        seen = set()
+        for r in rows:
+            assert len(r) == ncol, r
+            assert r[0] in names, r
+            assert r[1] not in debs.RESERVED
+            assert (r[0], r[1], r[2]) not in seen, f"duplicate line {r}"
+            seen.add((r[0], r[1], r[2]))
+    # every class has at least one real recording line or a fluidsynth program
+    audio_classes = {r[0] for r in build.read_table(build.TABLES / "audio.tsv")}
+    assert names <= audio_classes | {"people speaking"}
