@@ -4,7 +4,7 @@
 #                       training/reports/dataset*.
 #   make demo-audio   - rebuild Assets/demo/soundscape.wav, timeline.json, NOTICE
 #   make test-python  - pytest for training/ (no network needed)
-DATASET_APT := fluidsynth fluid-soundfont-gm espeak-ng sox ffmpeg dpkg-dev fonts-dejavu-core
+DATASET_APT := fluidsynth fluid-soundfont-gm espeak-ng sox ffmpeg dpkg-dev fonts-dejavu-core librsvg2-bin
 DATA_DIR ?= data
 DATA_CACHE ?= $(DATA_DIR)/cache
 

@@ -623,7 +623,11 @@ def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:
             why.append(f"{c['recordings']} recording(s)")
         if c["images"] < 10:
             why.append(f"{c['images']} image(s)")
-        lines.append(f"- {n}: {', '.join(why)}. Fix: {FIXES.get(n, 'more licensed recordings/images of this class')}.")
+        fix = FIXES.get(n) if c["recordings"] < 3 else None
+        if c["images"] < 10:
+            fix = (fix + "; " if fix else "") + ("more licensed pictures of this class (openclipart-svg "
+                                                 "drawings not exported to PNG, photos under a free license)")
+        lines.append(f"- {n}: {', '.join(why)}. Fix: {fix}.")
     if not thin:
         lines.append("- none")
     lines += ["", "## Package versions used", ""] + [f"- {p} {v}" for p, v in sorted(versions.items())]
