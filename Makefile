@@ -43,11 +43,12 @@ release: deps
 run: release
 	@./scripts/run.sh
 
-test: deps
+test: deps pyenv-torch
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) test-python
 
-bench: release pyenv-bench
+bench: release pyenv-bench $(YAMNET_FLOAT_ONNX)
 	.build/release/avgas-bench all --python $(VPY)
 
 clean:

@@ -5,4 +5,5 @@ static const png_uint_32 AVGAS_PNG_FORMAT_RGBA = PNG_FORMAT_RGBA;
 static const png_uint_32 AVGAS_PNG_FORMAT_RGB = PNG_FORMAT_RGB;
 static const png_uint_32 AVGAS_PNG_IMAGE_VERSION = PNG_IMAGE_VERSION;
 static const png_uint_32 AVGAS_PNG_FORMAT_BGRA = PNG_FORMAT_BGRA;
+static const png_uint_32 AVGAS_PNG_IMAGE_FLAG_FAST = PNG_IMAGE_FLAG_FAST;
 #endif

@@ -36,6 +36,9 @@ public enum PNGWriter {
         image.width = png_uint_32(width)
         image.height = png_uint_32(height)
         image.format = AVGAS_PNG_FORMAT_RGB
+        // Fast mode: cheaper filtering and zlib settings; files are somewhat larger, and frame
+        // output keeps up with rendering (measured 56 -> 20 ms per 1280x720 frame on the demo).
+        image.flags = AVGAS_PNG_IMAGE_FLAG_FAST
         errno = 0
         let ok = rgb.withUnsafeBufferPointer { b in
             png_image_write_to_file(&image, tmp, 0, b.baseAddress, png_int_32(width * 3), nil)

@@ -1,1 +1,112 @@
-print("bench")
+// avgas-bench: release-build benchmarks that print tables. Timing targets are checked here,
+// never in unit tests (they flake on shared machines). Each comparison runs side by side in
+// one process run on one machine.
+import ArgumentParser
+import AudioInput
+import Features
+import Foundation
+import NeuralNet
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "avgas-bench",
+        abstract: "avgas-live benchmarks (build with -c release).",
+        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self],
+        defaultSubcommand: AllBench.self)
+}
+
+/// Machine facts printed above every table.
+func printMachine() {
+    var uts = utsname()
+    uname(&uts)
+    let machine = withUnsafeBytes(of: uts.machine) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+    let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        .split(separator: "\n").first { $0.hasPrefix("model name") }?
+        .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+    print("machine: \(cpu) (\(machine)), \(ProcessInfo.processInfo.activeProcessorCount) logical CPUs; OpenBLAS core \(NeuralNetRuntime.coreName)")
+}
+
+/// Runs a helper script in the project's Python and decodes its one-line JSON output.
+func runPython(_ python: String, _ args: [String]) -> [String: Any]? {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    guard (try? p.run()) != nil else { return nil }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { return nil }
+    return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+}
+
+struct FrontendBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "frontend",
+        abstract: "Log-mel front end: Swift (FFTW) versus numpy and scipy on the same audio.")
+
+    @Option(help: "16 kHz mono WAV to analyse.")
+    var wav = "Assets/demo/soundscape.wav"
+    @Option(help: "Python with numpy/scipy (the project's venv).")
+    var python = ".venv/bin/python"
+    @Option(help: "Timed repetitions (the median is reported).")
+    var repetitions = 9
+
+    func run() throws {
+        printMachine()
+        let audio = try FileSource(path: wav).readAll()
+        let seconds = Double(audio.count) / 16_000
+        var times: [Double] = []
+        for i in 0..<(repetitions + 1) {
+            let s = LogMelStream()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            // Streaming, in 10 ms periods as live capture delivers them.
+            audio.withUnsafeBufferPointer { a in
+                var o = 0
+                while o < a.count {
+                    let n = min(160, a.count - o)
+                    s.push(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
+                    o += n
+                }
+            }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if i > 0 { times.append(dt) }  // the first run warms caches
+        }
+        times.sort()
+        let swiftMedian = times[times.count / 2]
+        print("")
+        print("Log-mel front end on \(String(format: "%.1f", seconds)) s of audio (\(wav)), one thread")
+        print("| implementation | median time | x real time | vs Swift |")
+        print("| --- | ---: | ---: | ---: |")
+        print(String(format: "| Swift (FFTW, streaming 10 ms periods) | %.2f ms | %.0fx | 1.00 |", swiftMedian * 1000, seconds / swiftMedian))
+        let script = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("../../tools/bench_frontend.py").standardized.path
+        let toolPath = FileManager.default.fileExists(atPath: "tools/bench_frontend.py") ? "tools/bench_frontend.py" : script
+        if let json = runPython(python, [toolPath, wav, "--repeat", "\(repetitions)"]),
+           let results = json["results"] as? [[String: Any]] {
+            for r in results {
+                let med = r["median_s"] as? Double ?? .nan
+                print(String(format: "| %@ | %.2f ms | %.0fx | %.2fx slower |", (r["impl"] as? String ?? "?"), med * 1000, seconds / med, med / swiftMedian))
+            }
+        } else {
+            print("| numpy/scipy | (not run: \(python) or tools/bench_frontend.py unavailable) | | |")
+        }
+    }
+}
+
+struct AllBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "all", abstract: "Every benchmark in turn.")
+    @Option(help: "Python with numpy/scipy/onnxruntime (the project's venv).")
+    var python = ".venv/bin/python"
+
+    func run() throws {
+        var f = FrontendBench()
+        f.python = python
+        try f.run()
+        print("")
+        var b = try BackboneBench.parse(["--python", python])
+        try b.run()
+    }
+}
+
+Bench.main()

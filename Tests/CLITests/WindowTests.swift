@@ -1,0 +1,53 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// A real X11 window under Xvfb, screenshotted from outside with ImageMagick's `import`.
+final class WindowTests: XCTestCase {
+    func testRealWindowUnderXvfbShowsSpectrogramAndCards() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/import") else {
+            throw XCTSkip("xvfb-run or ImageMagick import missing (make test installs them)")
+        }
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shot = dir.appendingPathComponent("shot.png").path
+        let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+        let script = """
+        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 6 --size 1280x720 --quiet &
+        pid=$!
+        sleep 4.5
+        import -window root "\(shot)"
+        wait $pid
+        """
+        let r = try Binary.run("/usr/bin/xvfb-run", ["-a", "-s", "-screen 0 1280x720x24", "sh", "-c", script],
+                               removing: ["SDL_VIDEODRIVER"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        // Convert to raw RGB with ImageMagick to inspect pixels.
+        let rgb = dir.appendingPathComponent("shot.rgb").path
+        let c = try Binary.run("/usr/bin/convert", [shot, "-depth", "8", "rgb:\(rgb)"], timeout: 60)
+        XCTAssertEqual(c.status, 0, c.stderr)
+        let px = try Data(contentsOf: URL(fileURLWithPath: rgb))
+        XCTAssertEqual(px.count, 1280 * 720 * 3)
+        func color(_ x: Int, _ y: Int) -> (Int, Int, Int) {
+            let i = (y * 1280 + x) * 3
+            return (Int(px[i]), Int(px[i + 1]), Int(px[i + 2]))
+        }
+        // Right side panel (x >= 960 at 1280 wide): mostly the panel colour (28, 31, 40).
+        var panel = 0, total = 0
+        for y in stride(from: 0, to: 720, by: 4) { for x in stride(from: 965, to: 1280, by: 4) {
+            total += 1; if color(x, y) == (28, 31, 40) { panel += 1 }
+        } }
+        XCTAssertGreaterThan(Double(panel) / Double(total), 0.4)
+        // Main area: a spectrogram, i.e. many distinct colours, not a blank window.
+        var distinct = Set<Int>()
+        for y in stride(from: 20, to: 580, by: 5) { for x in stride(from: 20, to: 940, by: 5) {
+            let (r, g, b) = color(x, y); distinct.insert(r << 16 | g << 8 | b)
+        } }
+        XCTAssertGreaterThan(distinct.count, 50)
+        // At 4.5 s the dog is heard: a card with an orange confidence bar (255, 176, 64).
+        var accent = 0
+        for y in 0..<360 { for x in 960..<1280 where color(x, y) == (255, 176, 64) { accent += 1 } }
+        XCTAssertGreaterThan(accent, 50)
+    }
+}
