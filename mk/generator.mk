@@ -1,0 +1,21 @@
+# Generator (issue 6): latent autoencoder + flow-matching teacher + reflow student, retrieval bank,
+# mixed images, CRS / R@2*. See training/generator/ and training/reports/generator.md.
+#   make train-generator  - resumable (checkpoints in training/runs/generator; re-run continues)
+#   make eval-generator   - report + plots, then export Assets/models/generator.safetensors,
+#                           exemplars.safetensors and the Swift parity fixture
+GEN_RUN ?= training/runs/generator
+GEN_CONFIG ?= full
+
+.PHONY: train-generator eval-generator export-generator test-generator
+train-generator: pyenv-torch
+	PYTHONPATH=. $(VPY) -m training.generator.train --config $(GEN_CONFIG) --run $(GEN_RUN)
+
+eval-generator: pyenv-torch
+	PYTHONPATH=. $(VPY) -m training.generator.evaluate --run $(GEN_RUN)
+	PYTHONPATH=. $(VPY) -m training.generator.export --run $(GEN_RUN)
+
+export-generator: pyenv-torch
+	PYTHONPATH=. $(VPY) -m training.generator.export --run $(GEN_RUN)
+
+test-generator: pyenv-torch
+	$(VPY) -m pytest -q training/tests/test_generator.py
