@@ -69,7 +69,7 @@ public final class YAMNet: @unchecked Sendable {
         case pointwise(PointwiseConv2D)
     }
     /// Layers in order, with their input and output geometry.
-    private let ops: [(op: Op, input: FeatureShape, output: FeatureShape)]
+    private var ops: [(op: Op, input: FeatureShape, output: FeatureShape)]
     private let classifier: Dense
     private let finalShape: FeatureShape
     // Workspace: two ping-pong feature maps, each as large as the largest map in the network
@@ -80,13 +80,25 @@ public final class YAMNet: @unchecked Sendable {
     private let embeddingBuffer: FloatBuffer  // [1024]
     private let logitsBuffer: FloatBuffer     // [521]
 
-    /// Loads and validates `path` (see `SafeTensorsError` and `NetworkError` for what can fail;
-    /// each error names the file and the problem).
-    public convenience init(path: String) throws {
-        try self.init(weights: SafeTensorsFile(path: path))
+    /// How the pointwise layers' matrix products are computed.
+    public enum KernelChoice: Sendable, Equatable {
+        /// Time each kernel on each layer's shape once at load (about 0.1 s in a release build)
+        /// and keep the fastest: the best choice depends on the CPU, the build target and the BLAS.
+        case measure
+        /// Use this kernel everywhere (deterministic; tests use it).
+        case fixed(GemmKernel)
     }
 
-    public init(weights file: SafeTensorsFile) throws {
+    /// The kernel each pointwise layer uses, in layer order (for benchmark reports).
+    public private(set) var pointwiseKernels: [GemmKernel] = []
+
+    /// Loads and validates `path` (see `SafeTensorsError` and `NetworkError` for what can fail;
+    /// each error names the file and the problem).
+    public convenience init(path: String, kernels: KernelChoice = .measure) throws {
+        try self.init(weights: SafeTensorsFile(path: path), kernels: kernels)
+    }
+
+    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .measure) throws {
         weights = file
         let arch = try file.metadataJSON("architecture", as: YAMNetArchitecture.self)
         func unsupported(_ d: String) -> NetworkError { .unsupportedArchitecture(file: file.path, detail: d) }
@@ -168,6 +180,19 @@ public final class YAMNet: @unchecked Sendable {
         scratch = FloatBuffer(count: scratchCount)
         embeddingBuffer = FloatBuffer(count: embeddingSize)
         logitsBuffer = FloatBuffer(count: classCount)
+        // Choose each pointwise layer's kernel (timed on the ping/pong buffers, not yet in use).
+        for i in ops.indices {
+            guard case .pointwise(let layer) = ops[i].op else { continue }
+            let kernel: GemmKernel
+            switch kernels {
+            case .fixed(let k): kernel = k
+            case .measure:
+                for j in 0..<ops[i].input.count { ping.pointer[j] = Float(j % 17) * 0.0625 }
+                kernel = layer.fastestKernel(for: ops[i].input, input: ping.pointer, output: pong.pointer)
+            }
+            ops[i].op = .pointwise(layer.with(kernel: kernel))
+            pointwiseKernels.append(kernel)
+        }
     }
 
     /// Floats in one input patch (`patchFrames * melBands` = 6144).
@@ -206,6 +231,46 @@ public final class YAMNet: @unchecked Sendable {
         // x: [3, 2, 1024] -> embedding [1024] -> logits [521]
         globalAveragePool(x, finalShape, into: embeddingBuffer.pointer)
         classifier.forward(embeddingBuffer.pointer, into: logitsBuffer.pointer)
+    }
+
+    /// Median milliseconds of each layer over `runs` forward passes of `patch` (allocates; for
+    /// `avgas-bench backbone --layers`). Names are the weight prefixes plus "pool+classifier".
+    public func profileLayers(patch: [Float], runs: Int = 100) throws -> [(name: String, milliseconds: Double)] {
+        guard patch.count == patchCount else {
+            throw NetworkError.wrongBufferSize(what: "YAMNet input patch", expected: patchCount, found: patch.count)
+        }
+        var samples = [[Double]](repeating: [], count: ops.count + 1)
+        try patch.withUnsafeBufferPointer { p in
+            try forward(patch: p)
+            for _ in 0..<max(1, runs) {
+                var x = p.baseAddress!
+                var outIsPing = true
+                for (i, (op, inShape, _)) in ops.enumerated() {
+                    let y = outIsPing ? ping.pointer : pong.pointer
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    switch op {
+                    case .conv(let l): l.forward(x, inShape, into: y, scratch: scratch.pointer)
+                    case .depthwise(let l): l.forward(x, inShape, into: y)
+                    case .pointwise(let l): l.forward(x, inShape, into: y)
+                    }
+                    samples[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    x = UnsafePointer(y)
+                    outIsPing.toggle()
+                }
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                globalAveragePool(x, finalShape, into: embeddingBuffer.pointer)
+                classifier.forward(embeddingBuffer.pointer, into: logitsBuffer.pointer)
+                samples[ops.count].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+        }
+        let names = ops.map { op -> String in
+            switch op.op {
+            case .conv(let l): "conv \(l.weight.name) \(op.input)->\(op.output)"
+            case .depthwise(let l): "depthwise \(l.weight.name) \(op.input)->\(op.output)"
+            case .pointwise(let l): "pointwise[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
+            }
+        } + ["pool+classifier"]
+        return zip(names, samples).map { ($0, $1.sorted()[$1.count / 2]) }
     }
 
     /// Convenience for tools and tests (allocates): returns copies of the outputs.

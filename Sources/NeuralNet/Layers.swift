@@ -7,6 +7,7 @@
 //   Dense            weight [out, in], bias [out]              (sgemv)
 // Padding is explicit [top, left, bottom, right] as in ONNX `pads` (TF "SAME" with stride 2 is [0, 0, 1, 1]).
 import COpenBLAS
+import Foundation
 
 /// Geometry of an HWC feature map.
 public struct FeatureShape: Sendable, Equatable, CustomStringConvertible {
@@ -66,27 +67,16 @@ public enum NetworkError: Error, CustomStringConvertible, Equatable {
     (n + p0 + p1 - k) / s + 1
 }
 
-/// y[i, c] = act(y[i, c] + bias[c]) over `rows` rows of `channels`, in place.
-@inline(__always)
+/// y[i, c] = act(y[i, c] + bias[c]) over `rows` rows of `channels`, in place (plain loops the
+/// compiler vectorises).
 func addBiasActivate(_ y: UnsafeMutablePointer<Float>, rows: Int, channels: Int,
                      bias: UnsafePointer<Float>, activation: Activation) {
-    let vec = channels & ~7
-    let zero = SIMD8<Float>(repeating: 0)
-    let yr = UnsafeMutableRawPointer(y), br = UnsafeRawPointer(bias)
     for r in 0..<rows {
-        let row = r * channels
-        var c = 0
-        while c < vec {
-            var v = yr.loadUnaligned(fromByteOffset: (row + c) * 4, as: SIMD8<Float>.self)
-                + br.loadUnaligned(fromByteOffset: c * 4, as: SIMD8<Float>.self)
-            if activation == .relu { v = v.replacing(with: zero, where: v .< zero) }
-            yr.storeBytes(of: v, toByteOffset: (row + c) * 4, as: SIMD8<Float>.self)
-            c += 8
-        }
-        while c < channels {
-            let v = y[row + c] + bias[c]
-            y[row + c] = activation == .relu ? max(v, 0) : v
-            c += 1
+        let row = y + r * channels
+        if activation == .relu {
+            for c in 0..<channels { row[c] = max(row[c] + bias[c], 0) }
+        } else {
+            for c in 0..<channels { row[c] += bias[c] }
         }
     }
 }
@@ -138,9 +128,10 @@ public struct Conv2D {
                     for j in 0..<kernelW {
                         let ix = ox * strideW - pads.1 + j
                         if iy >= 0, iy < xs.height, ix >= 0, ix < xs.width {
-                            dst.update(from: x + (iy * xs.width + ix) * inChannels, count: inChannels)
+                            let src = x + (iy * xs.width + ix) * inChannels
+                            for c in 0..<inChannels { dst[c] = src[c] }
                         } else {
-                            dst.update(repeating: 0, count: inChannels)
+                            for c in 0..<inChannels { dst[c] = 0 }
                         }
                         dst += inChannels
                     }
@@ -155,7 +146,9 @@ public struct Conv2D {
     }
 }
 
-/// 1x1 convolution, stride 1: one sgemm [H*W, cin] x [cin, cout].
+/// 1x1 convolution, stride 1: one matrix product [H*W, cin] x [cin, cout], by OpenBLAS sgemm or
+/// by a `PackedMatrix` (weights packed once; faster for the small maps of late layers when the
+/// build targets AVX2/FMA). `GemmKernel` says which; `fastestKernel` measures.
 public struct PointwiseConv2D {
     public let inChannels: Int, outChannels: Int
     public let activation: Activation
@@ -163,11 +156,21 @@ public struct PointwiseConv2D {
     public let weight: FloatTensor
     /// [cout]
     public let bias: FloatTensor
+    public let kernel: GemmKernel
+    /// The packed copy of `weight` for the packed kernels (nil for `.openblas`).
+    let packed: PackedMatrix?
 
-    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation) {
+    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation, kernel: GemmKernel = .openblas) {
         self.weight = weight; self.bias = bias
         inChannels = weight.shape[0]; outChannels = weight.shape[1]
         self.activation = activation
+        self.kernel = kernel
+        packed = kernel == .openblas ? nil : PackedMatrix(weight.pointer, rows: inChannels, columns: outChannels)
+    }
+
+    /// The same layer with another kernel.
+    public func with(kernel: GemmKernel) -> PointwiseConv2D {
+        kernel == self.kernel ? self : PointwiseConv2D(weight: weight, bias: bias, activation: activation, kernel: kernel)
     }
 
     public func outputShape(_ x: FeatureShape) -> FeatureShape {
@@ -177,15 +180,48 @@ public struct PointwiseConv2D {
     /// x [H, W, cin] -> y [H, W, cout].
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
         let m = xs.height * xs.width
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(inChannels),
-                    1, x, Int32(inChannels), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        if let packed {
+            packed.multiply(x, rows: m, into: y, fused: kernel == .packedFMA)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(inChannels),
+                        1, x, Int32(inChannels), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        }
         addBiasActivate(y, rows: m, channels: outChannels, bias: bias.pointer, activation: activation)
+    }
+
+    /// Times every kernel on input geometry `xs` (a few runs each, after one warm-up, on scratch
+    /// buffers of `xs.count` and `outputShape(xs).count` floats) and returns the fastest.
+    /// Like FFTW's planner: the choice depends on the CPU, the build's target and the BLAS.
+    public func fastestKernel(for xs: FeatureShape, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              candidates: [GemmKernel] = GemmKernel.allCases, runs: Int = 5) -> GemmKernel {
+        var best = GemmKernel.openblas, bestTime = UInt64.max
+        for k in candidates {
+            let layer = with(kernel: k)
+            layer.forward(input, xs, into: output)
+            var fastest = UInt64.max
+            for _ in 0..<runs {
+                let t0 = monotonicNanoseconds()
+                layer.forward(input, xs, into: output)
+                fastest = min(fastest, monotonicNanoseconds() - t0)
+            }
+            if fastest < bestTime { bestTime = fastest; best = k }
+        }
+        return best
     }
 }
 
-/// Depthwise convolution (one filter per channel), direct: for each output pixel, channels are
-/// processed 8 at a time with the kernel's taps accumulated in registers; bias and activation
-/// are applied before the single store.
+/// CLOCK_MONOTONIC in nanoseconds.
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Depthwise convolution (one filter per channel), direct: for each output pixel, the output
+/// row (C floats, in L1) starts at the bias and accumulates one contiguous channel loop per
+/// valid kernel tap; activation is applied in place. The channel loops are plain loops over
+/// contiguous memory, which the compiler vectorises (explicit SIMD types are very slow in debug
+/// builds, where the tests run).
 public struct DepthwiseConv2D {
     public let kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
     /// [top, left, bottom, right]
@@ -214,44 +250,23 @@ public struct DepthwiseConv2D {
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
         let o = outputShape(xs)
         let c = channels
-        let vec = c & ~15
-        let xr = UnsafeRawPointer(x), wr = UnsafeRawPointer(weight.pointer), br = UnsafeRawPointer(bias.pointer)
-        let yr = UnsafeMutableRawPointer(y)
-        let zero = SIMD16<Float>(repeating: 0)
-        let relu = activation == .relu
+        let w = weight.pointer, b = bias.pointer
         for oy in 0..<o.height {
             let iy0 = oy * strideH - pads.0
             let i0 = max(0, -iy0), i1 = min(kernelH, xs.height - iy0)     // valid kernel rows
             for ox in 0..<o.width {
                 let ix0 = ox * strideW - pads.1
                 let j0 = max(0, -ix0), j1 = min(kernelW, xs.width - ix0)  // valid kernel columns
-                let out = (oy * o.width + ox) * c
-                var ch = 0
-                while ch < vec {
-                    var acc = br.loadUnaligned(fromByteOffset: ch * 4, as: SIMD16<Float>.self)
-                    for i in i0..<i1 {
-                        let rowIn = ((iy0 + i) * xs.width + ix0) * c + ch
-                        let rowW = i * kernelW * c + ch
-                        for j in j0..<j1 {
-                            let xv = xr.loadUnaligned(fromByteOffset: (rowIn + j * c) * 4, as: SIMD16<Float>.self)
-                            let wv = wr.loadUnaligned(fromByteOffset: (rowW + j * c) * 4, as: SIMD16<Float>.self)
-                            acc.addProduct(xv, wv)
-                        }
+                let out = y + (oy * o.width + ox) * c                     // [C]
+                out.update(from: b, count: c)
+                for i in i0..<i1 {
+                    for j in j0..<j1 {
+                        let xin = x + ((iy0 + i) * xs.width + ix0 + j) * c  // [C]
+                        let tap = w + (i * kernelW + j) * c                 // [C]
+                        for ch in 0..<c { out[ch] += xin[ch] * tap[ch] }
                     }
-                    if relu { acc = acc.replacing(with: zero, where: acc .< zero) }
-                    yr.storeBytes(of: acc, toByteOffset: (out + ch) * 4, as: SIMD16<Float>.self)
-                    ch += 16
                 }
-                while ch < c {  // channel tail (C not a multiple of 16)
-                    var acc = bias.pointer[ch]
-                    for i in i0..<i1 {
-                        for j in j0..<j1 {
-                            acc += x[((iy0 + i) * xs.width + ix0 + j) * c + ch] * weight.pointer[(i * kernelW + j) * c + ch]
-                        }
-                    }
-                    y[out + ch] = relu ? max(acc, 0) : acc
-                    ch += 1
-                }
+                if activation == .relu { for ch in 0..<c { out[ch] = max(out[ch], 0) } }
             }
         }
     }

@@ -9,16 +9,30 @@ import XCTest
 final class YAMNetTests: XCTestCase {
     static let weightsPath = TestPaths.repoRoot.appendingPathComponent("Assets/models/yamnet.safetensors").path
 
+    /// OpenBLAS kernels on every golden patch (24 from 20 recordings): max |logit difference| <= 1e-3.
     func testParityWithOnnxRuntimeOnRealRecordings() throws {
+        try checkParity(kernel: .openblas, patchLimit: nil)
+    }
+
+    /// The packed kernels (chosen at load when faster) on the first 2 patches: their SIMD code is
+    /// slow in debug builds, and LayerTests checks them exactly on odd shapes.
+    func testParityOfPackedKernels() throws {
+        try checkParity(kernel: .packed, patchLimit: 2)
+        try checkParity(kernel: .packedFMA, patchLimit: 2)
+    }
+
+    func checkParity(kernel: GemmKernel, patchLimit: Int?) throws {
         let golden = try SafeTensorsFile(path: TestPaths.fixture("ListeningTests", "yamnet_golden.safetensors").path)
         let patches = try golden.floats("patches")
-        let n = patches.shape[0]
-        XCTAssertGreaterThanOrEqual(n, 20, "the parity test needs at least 20 patches")
-        XCTAssertEqual(patches.shape, [n, 96, 64])
-        let refLogits = try golden.floats("logits", shape: [n, 521])
-        let refEmbeddings = try golden.floats("embeddings", shape: [n, 1024])
+        let total = patches.shape[0]
+        XCTAssertGreaterThanOrEqual(total, 20, "the parity test needs at least 20 patches")
+        XCTAssertEqual(patches.shape, [total, 96, 64])
+        let n = min(total, patchLimit ?? total)
+        let refLogits = try golden.floats("logits", shape: [total, 521])
+        let refEmbeddings = try golden.floats("embeddings", shape: [total, 1024])
 
-        let net = try YAMNet(path: Self.weightsPath)
+        let net = try YAMNet(path: Self.weightsPath, kernels: .fixed(kernel))
+        XCTAssertEqual(net.pointwiseKernels, [GemmKernel](repeating: kernel, count: 13))
         XCTAssertEqual(net.embeddingSize, 1024)
         XCTAssertEqual(net.classCount, 521)
         XCTAssertEqual(net.patchCount, 96 * 64)
@@ -38,14 +52,14 @@ final class YAMNetTests: XCTestCase {
             }
             if bestSwift == bestRef { top1Agree += 1 }
         }
-        print("YAMNet parity over \(n) patches: max |logit diff| \(worstLogit), max |embedding diff| \(worstEmbedding)")
+        print("YAMNet parity (\(kernel) kernel) over \(n) patches: max |logit diff| \(worstLogit), max |embedding diff| \(worstEmbedding)")
         XCTAssertLessThanOrEqual(worstLogit, 1e-3)
         XCTAssertLessThanOrEqual(worstEmbedding, 1e-3)
         XCTAssertEqual(top1Agree, n)
     }
 
     func testForwardIsRepeatableAndRejectsWrongPatchSize() throws {
-        let net = try YAMNet(path: Self.weightsPath)
+        let net = try YAMNet(path: Self.weightsPath, kernels: .fixed(.openblas))
         let patch = (0..<6144).map { Float(sin(Double($0) * 0.01)) * 3 - 6 }
         let a = try net.run(patch)
         let b = try net.run(patch)
@@ -62,7 +76,7 @@ final class YAMNetTests: XCTestCase {
         let full = try Data(contentsOf: URL(fileURLWithPath: Self.weightsPath))
         let cut = dir.appendingPathComponent("cut.safetensors")
         try full.prefix(full.count - 1000).write(to: cut)
-        XCTAssertThrowsError(try YAMNet(path: cut.path)) { error in
+        XCTAssertThrowsError(try YAMNet(path: cut.path, kernels: .fixed(.openblas))) { error in
             guard case SafeTensorsError.truncated(let file, _) = error else { return XCTFail("got \(error)") }
             XCTAssertEqual(file, cut.path)
             XCTAssertTrue("\(error)".contains(cut.path))
@@ -86,7 +100,7 @@ final class YAMNetTests: XCTestCase {
         tensors[i] = (tensors[i].0, [tensors[i].1[1], tensors[i].1[0]], tensors[i].2)  // transposed shape
         let path = dir.appendingPathComponent("wrong.safetensors")
         try SafeTensorsWriter.encode(tensors, metadata: real.metadata).write(to: path)
-        XCTAssertThrowsError(try YAMNet(path: path.path)) { error in
+        XCTAssertThrowsError(try YAMNet(path: path.path, kernels: .fixed(.openblas))) { error in
             guard case SafeTensorsError.unexpectedShape(let file, let tensor, _, _) = error else { return XCTFail("got \(error)") }
             XCTAssertEqual(file, path.path)
             XCTAssertEqual(tensor, "layers.4.pointwise.weight")
@@ -95,13 +109,13 @@ final class YAMNetTests: XCTestCase {
         var meta = real.metadata
         meta["architecture"] = meta["architecture"]!.replacingOccurrences(of: "\"network\":\"yamnet\"", with: "\"network\":\"resnet\"")
         try SafeTensorsWriter.encode(tensors, metadata: meta).write(to: path)
-        XCTAssertThrowsError(try YAMNet(path: path.path)) { error in
+        XCTAssertThrowsError(try YAMNet(path: path.path, kernels: .fixed(.openblas))) { error in
             guard case NetworkError.unsupportedArchitecture(let file, _) = error else { return XCTFail("got \(error)") }
             XCTAssertEqual(file, path.path)
         }
         meta.removeValue(forKey: "architecture")
         try SafeTensorsWriter.encode(tensors, metadata: meta).write(to: path)
-        XCTAssertThrowsError(try YAMNet(path: path.path)) { error in
+        XCTAssertThrowsError(try YAMNet(path: path.path, kernels: .fixed(.openblas))) { error in
             XCTAssertEqual(error as? SafeTensorsError, .invalidMetadata(file: path.path, key: "architecture", detail: "missing"))
         }
     }

@@ -1,0 +1,113 @@
+// A batch-1 matrix product with the weight matrix packed once at load time, for the pointwise
+// (1x1) convolutions of small feature maps, where OpenBLAS's sgemm spends most of its time
+// re-packing the weights on every call (its API has no pre-packed operand).
+//
+//   Y [M, N] = X [M, K] * W [K, N]       (row-major; M = pixels, K = cin, N = cout)
+//   packed W: N / 16 panels, each [K, 16] contiguous (panel j holds columns 16 j ..< 16 j + 16);
+//             the last panel is zero-padded when N is not a multiple of 16.
+// The kernel keeps a 6 x 16 block of Y in registers (12 AVX2 registers) and streams one panel:
+// per k, one 16-float load of W and six broadcasts of X (YAMNet's maps have 1536, 384, 96, 24
+// and 6 pixels, all multiples of 6). Each weight is read once per 6 rows, and a
+// panel (K * 64 bytes, at most 64 KB here) stays in L1/L2 across the row blocks.
+
+/// How a product's multiply-add is computed. `fused` is one instruction with an FMA target
+/// (e.g. built with `-Xswiftc -target-cpu -Xswiftc x86-64-v3`) but a libm call per lane without
+/// one; `separate` is a multiply and an add. `PackedMatrix` measures and picks (see `GemmKernel`).
+protocol MultiplyAdd { static func madd(_ acc: inout SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) }
+enum FusedMultiplyAdd: MultiplyAdd {
+    @inline(__always) static func madd(_ acc: inout SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) { acc.addProduct(a, b) }
+}
+enum SeparateMultiplyAdd: MultiplyAdd {
+    @inline(__always) static func madd(_ acc: inout SIMD16<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) { acc += a * b }
+}
+
+/// Which implementation a `PointwiseConv2D` uses for its matrix product.
+public enum GemmKernel: String, Sendable, CaseIterable {
+    /// OpenBLAS `cblas_sgemm` on the weights in place.
+    case openblas
+    /// `PackedMatrix` with separate multiply and add.
+    case packed
+    /// `PackedMatrix` with fused multiply-add (fast only when the build targets an FMA CPU).
+    case packedFMA
+}
+
+/// A [K, N] float matrix copied into 16-column panels, multiplied by small row blocks.
+public final class PackedMatrix: @unchecked Sendable {  // immutable after init
+    public let rows: Int      // K
+    public let columns: Int   // N
+    let panels: Int
+    let storage: FloatBuffer  // [panels, K, 16]
+
+    /// Packs `w` ([K, N] row-major).
+    public init(_ w: UnsafePointer<Float>, rows k: Int, columns n: Int) {
+        rows = k; columns = n
+        panels = (n + 15) / 16
+        storage = FloatBuffer(count: panels * k * 16)
+        for j in 0..<panels {
+            let width = min(16, n - 16 * j)
+            for r in 0..<k {
+                let dst = storage.pointer + (j * k + r) * 16
+                dst.update(from: w + r * n + 16 * j, count: width)
+                if width < 16 { (dst + width).update(repeating: 0, count: 16 - width) }
+            }
+        }
+    }
+
+    /// y [m, N] = x [m, K] * W (overwrites y).
+    @_optimize(speed)
+    public func multiply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, fused: Bool) {
+        if fused { kernel(x, m, y, FusedMultiplyAdd.self) } else { kernel(x, m, y, SeparateMultiplyAdd.self) }
+    }
+
+    // Optimised even in debug builds: the tests run every kernel on every golden patch.
+    @_optimize(speed)
+    private func kernel<F: MultiplyAdd>(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>, _: F.Type) {
+        let k = rows, n = columns
+        let wr = UnsafeRawPointer(storage.pointer)
+        let yr = UnsafeMutableRawPointer(y)
+        for j in 0..<panels {
+            let panel = j * k * 16 * 4             // byte offset of panel j
+            let col = 16 * j
+            let full = col + 16 <= n
+            var r0 = 0
+            while r0 < m {
+                let rowsHere = min(6, m - r0)
+                // Rows beyond m re-read the last row (harmless) and are not stored.
+                let x0 = x + r0 * k
+                let x1 = x + min(r0 + 1, m - 1) * k
+                let x2 = x + min(r0 + 2, m - 1) * k
+                let x3 = x + min(r0 + 3, m - 1) * k
+                let x4 = x + min(r0 + 4, m - 1) * k
+                let x5 = x + min(r0 + 5, m - 1) * k
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>()
+                var a3 = SIMD16<Float>(), a4 = SIMD16<Float>(), a5 = SIMD16<Float>()
+                for i in 0..<k {
+                    let w = wr.loadUnaligned(fromByteOffset: panel + i * 64, as: SIMD16<Float>.self)
+                    F.madd(&a0, SIMD16(repeating: x0[i]), w)
+                    F.madd(&a1, SIMD16(repeating: x1[i]), w)
+                    F.madd(&a2, SIMD16(repeating: x2[i]), w)
+                    F.madd(&a3, SIMD16(repeating: x3[i]), w)
+                    F.madd(&a4, SIMD16(repeating: x4[i]), w)
+                    F.madd(&a5, SIMD16(repeating: x5[i]), w)
+                }
+                for r in 0..<rowsHere {
+                    let a: SIMD16<Float>
+                    switch r {
+                    case 0: a = a0
+                    case 1: a = a1
+                    case 2: a = a2
+                    case 3: a = a3
+                    case 4: a = a4
+                    default: a = a5
+                    }
+                    if full {
+                        yr.storeBytes(of: a, toByteOffset: ((r0 + r) * n + col) * 4, as: SIMD16<Float>.self)
+                    } else {
+                        for c in 0..<(n - col) { y[(r0 + r) * n + col + c] = a[c] }
+                    }
+                }
+                r0 += 6
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+// `avgas-bench backbone`: YAMNet per-patch time of the Swift engine and of onnxruntime on the same
+// float graph, with 1 and 2 threads, in one run on one machine.
+import ArgumentParser
+import Foundation
+import Listening
+import NeuralNet
+
+struct BackboneBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backbone",
+        abstract: "Time the YAMNet backbone: Swift engine versus onnxruntime, 1 and 2 threads.",
+        discussion: """
+            Runs one 96x64 log-mel patch per forward pass. onnxruntime runs the float ONNX graph \
+            (`make yamnet-float-onnx` writes it) through tools/bench_onnxruntime.py in the given \
+            Python. Prints median milliseconds per patch, the Swift/onnxruntime ratio (below 1 means \
+            Swift is faster) and OpenBLAS's core name. Build with -c release.
+            """)
+
+    @Option(help: "YAMNet weights (safetensors). Default: Assets/models/yamnet.safetensors.")
+    var weights = "Assets/models/yamnet.safetensors"
+
+    @Option(help: "The float YAMNet ONNX graph for onnxruntime. Default: .build/models/yamnet_float.onnx.")
+    var onnx = ".build/models/yamnet_float.onnx"
+
+    @Option(help: "Python with onnxruntime installed. Default: .venv/bin/python.")
+    var python = ".venv/bin/python"
+
+    @Option(help: "Timed forward passes per configuration. Default: 300.")
+    var iterations = 300
+
+    @Option(help: "Untimed passes before timing. Default: 30.")
+    var warmup = 30
+
+    @Option(parsing: .upToNextOption, help: "Thread counts to measure. Default: 1 2.")
+    var threads: [Int] = [1, 2]
+
+    @Flag(help: "Measure only the Swift engine.")
+    var skipOnnxruntime = false
+
+    @Flag(help: "Also print the Swift engine's median time per layer (one thread).")
+    var layers = false
+
+    func validate() throws {
+        guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive and --warmup non-negative.") }
+        guard !threads.isEmpty, threads.allSatisfy({ (1...64).contains($0) }) else {
+            throw ValidationError("--threads takes counts between 1 and 64, e.g. --threads 1 2.")
+        }
+    }
+
+    struct Timing { var threads: Int; var median: Double; var mean: Double; var min: Double }
+
+    struct OrtReport: Decodable {
+        struct Result: Decodable {
+            var threads: Int
+            var medianMs: Double, meanMs: Double, minMs: Double
+            enum CodingKeys: String, CodingKey { case threads, medianMs = "median_ms", meanMs = "mean_ms", minMs = "min_ms" }
+        }
+        var onnxruntime: String
+        var results: [Result]
+    }
+
+    func run() throws {
+        let net: YAMNet
+        do { net = try YAMNet(path: weights) } catch {
+            throw ValidationError("\(error) (run `make models`).")
+        }
+        // A plausible log-mel patch (log(mel + 1e-6) spans about -13.8 .. 3); values do not change the timing.
+        var rng = SplitMix64(seed: 0)
+        let patch = (0..<net.patchCount).map { _ in Float(rng.nextUnit() * 14 - 12) }
+
+        var swift: [Timing] = []
+        for t in threads {
+            NeuralNetRuntime.setThreads(t)
+            var samples = [Double]()
+            samples.reserveCapacity(iterations)
+            try patch.withUnsafeBufferPointer { p in
+                for _ in 0..<warmup { try net.forward(patch: p) }
+                for _ in 0..<iterations {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try net.forward(patch: p)
+                    samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                }
+            }
+            samples.sort()
+            swift.append(Timing(threads: t, median: samples[samples.count / 2],
+                                mean: samples.reduce(0, +) / Double(samples.count), min: samples[0]))
+        }
+        NeuralNetRuntime.setThreads(1)
+
+        var ort: OrtReport?
+        var ortProblem: String?
+        if !skipOnnxruntime {
+            do { ort = try runOnnxruntime() } catch { ortProblem = "\(error)" }
+        }
+
+        print("YAMNet backbone, milliseconds per 0.96 s patch (median of \(iterations) runs after \(warmup) warm-up)")
+        print("OpenBLAS core: \(NeuralNetRuntime.coreName); onnxruntime: \(ort?.onnxruntime ?? "not measured")")
+        print("threads   swift (mean, min)          onnxruntime (mean, min)      swift/onnxruntime")
+        for s in swift {
+            let swiftCol = String(format: "%6.3f (%6.3f, %6.3f)", s.median, s.mean, s.min)
+            if let o = ort?.results.first(where: { $0.threads == s.threads }) {
+                let ortCol = String(format: "%6.3f (%6.3f, %6.3f)", o.medianMs, o.meanMs, o.minMs)
+                print(String(format: "%7d   %@    %@     %6.2f", s.threads, swiftCol, ortCol, s.median / o.medianMs))
+            } else {
+                print(String(format: "%7d   %@    %@", s.threads, swiftCol, "-"))
+            }
+        }
+        if let ortProblem { print("onnxruntime not measured: \(ortProblem)") }
+        print("pointwise kernels chosen at load: " + net.pointwiseKernels.map(\.rawValue).joined(separator: " "))
+        if layers {
+            NeuralNetRuntime.setThreads(1)
+            print("per layer, one thread (median ms):")
+            for (name, ms) in try net.profileLayers(patch: patch, runs: iterations) {
+                print(String(format: "  %7.4f  %@", ms, name))
+            }
+        }
+    }
+
+    struct OrtFailure: Error, CustomStringConvertible { var description: String }
+
+    /// Runs tools/bench_onnxruntime.py and decodes its JSON line.
+    func runOnnxruntime() throws -> OrtReport {
+        guard FileManager.default.fileExists(atPath: onnx) else {
+            throw OrtFailure(description: "no float ONNX graph at \(onnx) (run `make yamnet-float-onnx`)")
+        }
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw OrtFailure(description: "no Python at \(python) (run `make pyenv` or pass --python)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["tools/bench_onnxruntime.py", "--onnx", onnx,
+                             "--threads", threads.map(String.init).joined(separator: ","),
+                             "--iterations", String(iterations), "--warmup", String(warmup)]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw OrtFailure(description: "tools/bench_onnxruntime.py exited with \(process.terminationStatus): "
+                             + (errText.split(separator: "\n").last.map(String.init) ?? ""))
+        }
+        do { return try JSONDecoder().decode(OrtReport.self, from: data) } catch {
+            throw OrtFailure(description: "tools/bench_onnxruntime.py printed no valid JSON: \(error)")
+        }
+    }
+}
+
+/// Small deterministic generator so the benchmark input is the same on every run.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import NeuralNet
+
+/// Every layer against a plain nested-loop reference on small odd shapes (channel tails,
+/// asymmetric padding, strides), for every matrix kernel.
+final class LayerTests: XCTestCase {
+    var dir: URL!
+    override func setUp() { dir = TestPaths.makeTempDir("layers") }
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// Deterministic values in [-1, 1).
+    func values(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed &* 6364136223846793005 &+ 1442695040888963407
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    /// Stores tensors in a file and returns them as mapped `FloatTensor`s.
+    func tensors(_ list: [(String, [Int])]) throws -> [String: FloatTensor] {
+        let content = list.enumerated().map { i, t in (t.0, t.1, values(t.1.reduce(1, *), seed: UInt64(i + 1))) }
+        let url = dir.appendingPathComponent("t\(UUID().uuidString).safetensors")
+        try SafeTensorsWriter.encode(content).write(to: url)
+        let f = try SafeTensorsFile(path: url.path)
+        return try Dictionary(uniqueKeysWithValues: list.map { ($0.0, try f.floats($0.0)) })
+    }
+
+    func assertClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-5, _ what: String, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, what, line: line)
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst, tolerance, "\(what): max difference \(worst)", line: line)
+    }
+
+    /// Reference convolution on HWC maps; `groups` = 1 (full) or C (depthwise).
+    func referenceConv(_ x: [Float], _ s: FeatureShape, weight w: [Float], kernel: (Int, Int), cout: Int, depthwise: Bool,
+                       stride: (Int, Int), pads: (Int, Int, Int, Int), bias: [Float], relu: Bool) -> ([Float], FeatureShape) {
+        let ho = (s.height + pads.0 + pads.2 - kernel.0) / stride.0 + 1
+        let wo = (s.width + pads.1 + pads.3 - kernel.1) / stride.1 + 1
+        var y = [Float](repeating: 0, count: ho * wo * cout)
+        for oy in 0..<ho { for ox in 0..<wo { for co in 0..<cout {
+            var acc = Double(bias[co])
+            for i in 0..<kernel.0 { for j in 0..<kernel.1 {
+                let iy = oy * stride.0 - pads.0 + i, ix = ox * stride.1 - pads.1 + j
+                guard iy >= 0, iy < s.height, ix >= 0, ix < s.width else { continue }
+                if depthwise {
+                    acc += Double(x[(iy * s.width + ix) * s.channels + co]) * Double(w[(i * kernel.1 + j) * cout + co])
+                } else {
+                    for ci in 0..<s.channels {
+                        acc += Double(x[(iy * s.width + ix) * s.channels + ci]) * Double(w[((i * kernel.1 + j) * s.channels + ci) * cout + co])
+                    }
+                }
+            } }
+            y[(oy * wo + ox) * cout + co] = relu ? max(Float(acc), 0) : Float(acc)
+        } } }
+        return (y, FeatureShape(height: ho, width: wo, channels: cout))
+    }
+
+    func testConv2DStride2AsymmetricPadding() throws {
+        let s = FeatureShape(height: 8, width: 6, channels: 3)
+        let t = try tensors([("w", [3, 3, 3, 5]), ("b", [5])])
+        let layer = Conv2D(weight: t["w"]!, bias: t["b"]!, stride: (2, 2), pads: (0, 0, 1, 1), activation: .relu)
+        let x = values(s.count, seed: 99)
+        let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 5, depthwise: false,
+                                      stride: (2, 2), pads: (0, 0, 1, 1), bias: Array(t["b"]!.buffer), relu: true)
+        XCTAssertEqual(layer.outputShape(s), rs)
+        XCTAssertEqual(rs, FeatureShape(height: 4, width: 3, channels: 5))  // pads [0, 0, 1, 1] on even sizes = TF "SAME"
+        var y = [Float](repeating: .nan, count: rs.count)
+        var scratch = [Float](repeating: .nan, count: layer.scratchCount(s))
+        layer.forward(x, s, into: &y, scratch: &scratch)
+        assertClose(y, ref, "conv2d")
+        XCTAssertTrue(ref.contains(0) && ref.contains { $0 > 0 }, "the test data must exercise ReLU")
+    }
+
+    func testDepthwiseBothStridesWithChannelTail() throws {
+        for (stride, pads) in [((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 0, 1, 1))] {
+            let s = FeatureShape(height: 5, width: 7, channels: 37)  // 2 SIMD blocks of 16 + a tail of 5
+            let t = try tensors([("w", [3, 3, 37]), ("b", [37])])
+            let layer = DepthwiseConv2D(weight: t["w"]!, bias: t["b"]!, stride: stride, pads: pads, activation: .relu)
+            let x = values(s.count, seed: 7)
+            let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 37, depthwise: true,
+                                          stride: stride, pads: pads, bias: Array(t["b"]!.buffer), relu: true)
+            XCTAssertEqual(layer.outputShape(s), rs)
+            var y = [Float](repeating: .nan, count: rs.count)
+            layer.forward(x, s, into: &y)
+            assertClose(y, ref, "depthwise stride \(stride)")
+        }
+    }
+
+    func testPointwiseEveryKernelWithRowAndColumnTails() throws {
+        let s = FeatureShape(height: 7, width: 1, channels: 13)  // 7 rows: one block of 6 + 1; 21 columns: 16 + 5
+        let t = try tensors([("w", [13, 21]), ("b", [21])])
+        let x = values(s.count, seed: 3)
+        let (ref, _) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (1, 1), cout: 21, depthwise: false,
+                                     stride: (1, 1), pads: (0, 0, 0, 0), bias: Array(t["b"]!.buffer), relu: false)
+        for kernel in GemmKernel.allCases {
+            let layer = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .none, kernel: kernel)
+            var y = [Float](repeating: .nan, count: 7 * 21)
+            layer.forward(x, s, into: &y)
+            assertClose(y, ref, "pointwise \(kernel)")
+        }
+        let base = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .none)
+        var a = x, b = [Float](repeating: 0, count: 7 * 21)
+        let chosen = base.fastestKernel(for: s, input: &a, output: &b, runs: 2)
+        XCTAssertTrue(GemmKernel.allCases.contains(chosen))
+    }
+
+    func testDenseAndGlobalAveragePool() throws {
+        let t = try tensors([("w", [11, 19]), ("b", [11])])
+        let layer = Dense(weight: t["w"]!, bias: t["b"]!, activation: .relu)
+        let x = values(19, seed: 5)
+        var y = [Float](repeating: .nan, count: 11)
+        layer.forward(x, into: &y)
+        let w = Array(t["w"]!.buffer), b = Array(t["b"]!.buffer)
+        let ref = (0..<11).map { o in max(0, b[o] + (0..<19).reduce(Float(0)) { $0 + w[o * 19 + $1] * x[$1] }) }
+        assertClose(y, ref, "dense")
+
+        let s = FeatureShape(height: 3, width: 2, channels: 5)
+        let m = values(s.count, seed: 11)
+        var pooled = [Float](repeating: .nan, count: 5)
+        globalAveragePool(m, s, into: &pooled)
+        let refPool = (0..<5).map { c in (0..<6).reduce(Float(0)) { $0 + m[$1 * 5 + c] } / 6 }
+        assertClose(pooled, refPool, "global average pool")
+    }
+}
