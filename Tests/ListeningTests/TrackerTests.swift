@@ -1,0 +1,81 @@
+import XCTest
+@testable import Listening
+
+final class TrackerTests: XCTestCase {
+    /// No smoothing, so the thresholds, minimum on-time and hold are seen directly.
+    let raw = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0.5, holdTime: 0.2)
+
+    /// Feeds one class a score sequence at a 100 ms hop and returns the active flag after each update.
+    func run(_ scores: [Float], _ config: TrackerConfiguration) throws -> [Bool] {
+        var t = try ClassTracker(classCount: 1, configuration: config)
+        return scores.enumerated().map { i, s in
+            t.update(scores: [s], time: Double(i + 1) * 0.1)
+            return t.isActive(0)
+        }
+    }
+
+    func testHysteresisBetweenOnAndOffThresholds() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0, holdTime: 0)
+        // 0.45 never turns it on; 0.6 does; 0.35 (between thresholds) keeps it; 0.25 turns it off; 0.45 does not turn it back on.
+        XCTAssertEqual(try run([0.45, 0.6, 0.35, 0.4, 0.25, 0.45], c), [false, true, true, true, false, false])
+    }
+
+    func testMinimumOnTime() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0.5, holdTime: 0)
+        // On at t = 0.1 after one loud window; stays on through t = 0.5 despite silence, off at t = 0.6.
+        XCTAssertEqual(try run([0.9, 0, 0, 0, 0, 0, 0], c), [true, true, true, true, true, false, false])
+    }
+
+    func testHoldBridgesShortGaps() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0, holdTime: 0.2)
+        // A one-hop dip (t = 0.2) is bridged; it leaves at t = 0.5, 0.2 s after the last score above 0.3 (t = 0.3).
+        XCTAssertEqual(try run([0.9, 0.1, 0.9, 0.1, 0.1, 0.1], c), [true, true, true, true, false, false])
+        XCTAssertEqual(try run([0.9, 0.1, 0.1, 0.1], raw), [true, true, true, true])  // minimum on-time 0.5 still holds
+    }
+
+    func testSmoothingDampsASingleOutlierAndFollowsSustainedScores() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0.1, minimumOnTime: 0, holdTime: 0)
+        var t = try ClassTracker(classCount: 1, configuration: c)
+        t.update(scores: [0], time: 0.1)
+        t.update(scores: [0.7], time: 0.2)   // a = 1 - e^-1 = 0.632: smoothed 0.442 < 0.5
+        XCTAssertEqual(t.states[0].smoothed, 0.7 * Float(1 - exp(-1.0)), accuracy: 1e-5)
+        XCTAssertFalse(t.isActive(0))
+        t.update(scores: [0.7], time: 0.3)   // 0.442 + 0.632 * (0.7 - 0.442) = 0.605
+        XCTAssertTrue(t.isActive(0))
+        // A longer step weighs the new score more (time-based, so skipped hops are handled).
+        var u = try ClassTracker(classCount: 1, configuration: c)
+        u.update(scores: [0], time: 0)
+        u.update(scores: [1], time: 1.0)
+        XCTAssertGreaterThan(u.states[0].smoothed, 0.9999)
+    }
+
+    func testSeveralClassesOrderingResetAndBadInput() throws {
+        var t = try ClassTracker(classCount: 3, configuration: raw)
+        t.update(scores: [0.6, 0.1, 0.9], time: 0.1)
+        XCTAssertEqual(t.activeIndices, [2, 0])
+        t.update(scores: [.nan, .infinity, 2], time: 0.2)  // non-finite counts as 0, scores clamp to [0, 1]
+        XCTAssertEqual(t.states[1].smoothed, 0)
+        XCTAssertEqual(t.states[2].smoothed, 1)
+        t.update(scores: [0.6, 0.6, 0.6], time: 0.15)      // time going backwards: dt = 0, no crash
+        XCTAssertTrue(t.isActive(1))
+        t.reset()
+        XCTAssertEqual(t.activeIndices, [])
+        XCTAssertNil(t.time)
+    }
+
+    func testConfigurationValidation() {
+        XCTAssertNoThrow(try TrackerConfiguration().validate())
+        let bad = [
+            TrackerConfiguration(onThreshold: 0.3, offThreshold: 0.5, smoothingTime: 0, minimumOnTime: 0, holdTime: 0),
+            TrackerConfiguration(onThreshold: 1.5, offThreshold: 0.5, smoothingTime: 0, minimumOnTime: 0, holdTime: 0),
+            TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: -1, minimumOnTime: 0, holdTime: 0),
+            TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: .nan, holdTime: 0),
+            TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0, holdTime: .infinity),
+        ]
+        for c in bad {
+            XCTAssertThrowsError(try ClassTracker(classCount: 1, configuration: c)) { error in
+                guard case TrackerError.invalidConfiguration = error else { return XCTFail("\(error)") }
+            }
+        }
+    }
+}
