@@ -38,6 +38,8 @@ public final class SceneListener {
         scores = [Float](repeating: 0, count: vocabulary.count)
     }
 
+    func resetTracker() { tracker.reset() }
+
     /// Runs one hop on `patch` ([96][64] log-mel) ending at stream time `time`.
     public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
         try yamnet.forward(patch: patch)
@@ -47,5 +49,44 @@ public final class SceneListener {
             .map { ActiveClass(name: vocabulary.classes[$0].name, index: $0, score: tracker.states[$0].smoothed) }
             .sorted { $0.score > $1.score }
         return (active, tracker.states.map(\.smoothed))
+    }
+}
+
+extension SceneListener {
+    /// Forgets the tracker's history (a new, unrelated input follows).
+    public func reset() { resetTracker() }
+}
+
+/// Runs the real analysis path (streaming log-mel, one listening step per hop, tracker) over
+/// samples already in memory. Used by the listening tests and `avgas-bench listening`.
+public enum OfflineAnalysis {
+    /// One analysis hop's result.
+    public struct Hop: Sendable {
+        public var time: Double
+        public var active: [ActiveClass]
+    }
+
+    public static func run(_ samples: [Float], listener: SceneListener, hopMilliseconds: Int = 100) throws -> [Hop] {
+        listener.reset()
+        let scenes = SceneStore()
+        let analyzer = Analyzer(hopMilliseconds: hopMilliseconds, listener: listener,
+                                spectrogram: SpectrogramStore(capacity: 64), scenes: scenes, events: nil)
+        var hops: [Hop] = []
+        var lastHops = 0
+        // Feed in 10 ms periods, as capture does, collecting each hop's scene.
+        try samples.withUnsafeBufferPointer { s in
+            var o = 0
+            while o < s.count {
+                let n = min(160, s.count - o)
+                try analyzer.consume(UnsafeBufferPointer(rebasing: s[o..<(o + n)]))
+                o += n
+                if analyzer.timings.hops != lastHops {
+                    lastHops = analyzer.timings.hops
+                    let sc = scenes.latest()
+                    hops.append(Hop(time: sc.time, active: sc.active))
+                }
+            }
+        }
+        return hops
     }
 }
