@@ -6,12 +6,13 @@ import AudioInput
 import Features
 import Foundation
 import NeuralNet
+import Pipeline
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "avgas-bench",
         abstract: "avgas-live benchmarks (build with -c release).",
-        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self],
+        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self, ListeningBench.self],
         defaultSubcommand: AllBench.self)
 }
 
@@ -106,6 +107,8 @@ struct AllBench: ParsableCommand {
         print("")
         var b = try BackboneBench.parse(["--python", python])
         try b.run()
+        print("")
+        try ListeningBench.parse([]).run()
     }
 }
 

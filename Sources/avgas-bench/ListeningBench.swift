@@ -1,0 +1,103 @@
+// `avgas-bench listening`: offline analysis speed, detection quality on held-out single-source
+// clips, and onset latency (stream time from a source's start to its first event).
+import ArgumentParser
+import AudioInput
+import Foundation
+import Pipeline
+
+struct ListeningBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "listening",
+        abstract: "Analysis speed (x real time), single-source recall and onset latency.",
+        discussion: """
+            Onset clips: 2 s of quiet noise (-60 dBFS RMS, seeded) followed by each held-out clip; \
+            the onset is the first 10 ms frame after 2 s whose RMS exceeds -40 dBFS, the latency is \
+            the first hop (stream time at the end of its window) reporting the clip's class, minus \
+            the onset.
+            """)
+
+    @Option(help: "Folder of clips with clips.json (tools/make_listening_clips.py).")
+    var clips = "Tests/ListeningTests/Fixtures/clips"
+    @Option(help: "Assets folder.")
+    var assets = "Assets"
+    @Option(help: "Audio for the speed measurement.")
+    var wav = "Assets/demo/soundscape.wav"
+    @Option(help: "Analysis hop in milliseconds.")
+    var hopMs = 100
+
+    struct Clips: Decodable { struct Clip: Decodable { let `class`: String; let file: String }; let clips: [Clip] }
+
+    func run() throws {
+        printMachine()
+        let listener = try SceneListener(assets: URL(fileURLWithPath: assets))
+        // Speed: the whole analysis path (front end, YAMNet, mapping, tracker) in-process.
+        let audio = try FileSource(path: wav).readAll()
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try OfflineAnalysis.run(audio, listener: listener, hopMilliseconds: hopMs)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        let seconds = Double(audio.count) / 16_000
+        print("")
+        print("Analysis (--no-images path), \(String(format: "%.0f", seconds)) s of audio, hop \(hopMs) ms, one thread")
+        print("| measure | value |")
+        print("| --- | ---: |")
+        print(String(format: "| time per hop | %.2f ms |", best / Double(max(1, Int(seconds * 1000) / hopMs)) * 1000))
+        print(String(format: "| speed | %.0fx real time |", seconds / best))
+
+        let dir = URL(fileURLWithPath: clips)
+        let list = try JSONDecoder().decode(Clips.self, from: Data(contentsOf: dir.appendingPathComponent("clips.json"))).clips
+        var hits = 0, wrong = 0
+        var latencies: [Double] = []
+        var rng = SplitMix(seed: 7)
+        for c in list {
+            let clip = try FileSource(path: dir.appendingPathComponent(c.file).path).readAll()
+            let lead = 32_000
+            var x = (0..<lead).map { _ in Float(rng.gaussian() * 1e-3) }
+            x += clip
+            let onsetFrame = (0..<(clip.count / 160)).first { f in
+                let seg = clip[(f * 160)..<(f * 160 + 160)]
+                return (seg.map { $0 * $0 }.reduce(0, +) / 160).squareRoot() > 0.01
+            } ?? 0
+            let onset = Double(lead + onsetFrame * 160) / 16_000
+            let hops = try OfflineAnalysis.run(x, listener: listener, hopMilliseconds: hopMs)
+            let heard = Set(hops.filter { $0.time > onset }.flatMap { $0.active.map(\.name) })
+            if heard.contains(c.class) { hits += 1 }
+            wrong += heard.subtracting([c.class]).count
+            if let first = hops.first(where: { $0.time > onset && $0.active.contains { $0.name == c.class } }) {
+                latencies.append(first.time - onset)
+            }
+        }
+        latencies.sort()
+        let median = latencies.isEmpty ? Double.nan : latencies[latencies.count / 2]
+        print("")
+        print("Detection on \(list.count) held-out single-source clips after 2 s of quiet noise")
+        print("| measure | value | target |")
+        print("| --- | ---: | ---: |")
+        print(String(format: "| recall (class reported active) | %.3f | >= 0.9 |", Double(hits) / Double(list.count)))
+        print(String(format: "| wrong classes per clip | %.2f | <= 1 |", Double(wrong) / Double(list.count)))
+        print(String(format: "| median onset latency | %.2f s | <= 0.4 s |", median))
+        if !latencies.isEmpty {
+            print(String(format: "| 90th percentile onset latency | %.2f s | |", latencies[min(latencies.count - 1, latencies.count * 9 / 10)]))
+        }
+    }
+}
+
+/// A small seeded generator, so benchmark inputs are identical run to run.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func gaussian() -> Double {
+        let u = max(uniform(), 1e-12), v = uniform()
+        return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+    }
+}
