@@ -233,7 +233,8 @@ public final class YAMNet: @unchecked Sendable {
         classifier.forward(embeddingBuffer.pointer, into: logitsBuffer.pointer)
     }
 
-    /// Median milliseconds of each layer over `runs` forward passes of `patch` (allocates; for
+    /// Fastest time in milliseconds of each layer over `runs` forward passes of `patch` (the least
+    /// disturbed by other processes on a shared machine; allocates; for
     /// `avgas-bench backbone --layers`). Names are the weight prefixes plus "pool+classifier".
     public func profileLayers(patch: [Float], runs: Int = 100) throws -> [(name: String, milliseconds: Double)] {
         guard patch.count == patchCount else {
@@ -270,7 +271,7 @@ public final class YAMNet: @unchecked Sendable {
             case .pointwise(let l): "pointwise[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
             }
         } + ["pool+classifier"]
-        return zip(names, samples).map { ($0, $1.sorted()[$1.count / 2]) }
+        return zip(names, samples).map { ($0, $1.min() ?? 0) }
     }
 
     /// Convenience for tools and tests (allocates): returns copies of the outputs.

@@ -165,7 +165,8 @@ public struct PointwiseConv2D {
         inChannels = weight.shape[0]; outChannels = weight.shape[1]
         self.activation = activation
         self.kernel = kernel
-        packed = kernel == .openblas ? nil : PackedMatrix(weight.pointer, rows: inChannels, columns: outChannels)
+        packed = kernel == .openblas ? nil
+            : PackedMatrix(weight.pointer, rows: inChannels, columns: outChannels, panelWidth: kernel.panelWidth)
     }
 
     /// The same layer with another kernel.
@@ -181,7 +182,7 @@ public struct PointwiseConv2D {
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
         let m = xs.height * xs.width
         if let packed {
-            packed.multiply(x, rows: m, into: y, fused: kernel == .packedFMA)
+            packed.multiply(x, rows: m, into: y, fused: kernel != .packed)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(inChannels),
                         1, x, Int32(inChannels), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))

@@ -29,38 +29,103 @@ public enum GemmKernel: String, Sendable, CaseIterable {
     case packed
     /// `PackedMatrix` with fused multiply-add (fast only when the build targets an FMA CPU).
     case packedFMA
+    /// `PackedMatrix` with 32-column panels and fused multiply-add: a 6 x 32 register block,
+    /// which needs 32 vector registers' worth of accumulators (fast with an AVX-512 target).
+    case packedWideFMA
+
+    /// Columns per panel of the packed layout this kernel reads.
+    var panelWidth: Int { self == .packedWideFMA ? 32 : 16 }
 }
 
-/// A [K, N] float matrix copied into 16-column panels, multiplied by small row blocks.
+/// A [K, N] float matrix copied into 16- or 32-column panels, multiplied by small row blocks.
 public final class PackedMatrix: @unchecked Sendable {  // immutable after init
     public let rows: Int      // K
     public let columns: Int   // N
+    /// Columns per panel: 16 or 32.
+    public let panelWidth: Int
     let panels: Int
-    let storage: FloatBuffer  // [panels, K, 16]
+    let storage: FloatBuffer  // [panels, K, panelWidth]
 
-    /// Packs `w` ([K, N] row-major).
-    public init(_ w: UnsafePointer<Float>, rows k: Int, columns n: Int) {
-        rows = k; columns = n
-        panels = (n + 15) / 16
-        storage = FloatBuffer(count: panels * k * 16)
+    /// Packs `w` ([K, N] row-major) into panels of `panelWidth` (16 or 32) columns.
+    public init(_ w: UnsafePointer<Float>, rows k: Int, columns n: Int, panelWidth pw: Int = 16) {
+        precondition(pw == 16 || pw == 32, "PackedMatrix: panel width \(pw)")
+        rows = k; columns = n; panelWidth = pw
+        panels = (n + pw - 1) / pw
+        storage = FloatBuffer(count: panels * k * pw)
         for j in 0..<panels {
-            let width = min(16, n - 16 * j)
+            let width = min(pw, n - pw * j)
             for r in 0..<k {
-                let dst = storage.pointer + (j * k + r) * 16
-                dst.update(from: w + r * n + 16 * j, count: width)
-                if width < 16 { (dst + width).update(repeating: 0, count: 16 - width) }
+                let dst = storage.pointer + (j * k + r) * pw
+                dst.update(from: w + r * n + pw * j, count: width)
+                if width < pw { (dst + width).update(repeating: 0, count: pw - width) }
             }
         }
     }
 
     /// y [m, N] = x [m, K] * W (overwrites y).
-    @_optimize(speed)
     public func multiply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, fused: Bool) {
-        if fused { kernel(x, m, y, FusedMultiplyAdd.self) } else { kernel(x, m, y, SeparateMultiplyAdd.self) }
+        if panelWidth == 32 {
+            wideKernel(x, m, y)
+        } else if fused {
+            kernel(x, m, y, FusedMultiplyAdd.self)
+        } else {
+            kernel(x, m, y, SeparateMultiplyAdd.self)
+        }
     }
 
-    // Optimised even in debug builds: the tests run every kernel on every golden patch.
-    @_optimize(speed)
+    /// 6 x 32 blocks (two 16-float halves per row), fused multiply-add.
+    private func wideKernel(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>) {
+        let k = rows, n = columns
+        let wr = UnsafeRawPointer(storage.pointer)
+        for j in 0..<panels {
+            let panel = j * k * 32 * 4
+            let col = 32 * j
+            var r0 = 0
+            while r0 < m {
+                let rowsHere = min(6, m - r0)
+                let x0 = x + r0 * k
+                let x1 = x + min(r0 + 1, m - 1) * k
+                let x2 = x + min(r0 + 2, m - 1) * k
+                let x3 = x + min(r0 + 3, m - 1) * k
+                let x4 = x + min(r0 + 4, m - 1) * k
+                let x5 = x + min(r0 + 5, m - 1) * k
+                var a0 = SIMD16<Float>(), b0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b1 = SIMD16<Float>()
+                var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
+                var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), a5 = SIMD16<Float>(), b5 = SIMD16<Float>()
+                for i in 0..<k {
+                    let wa = wr.loadUnaligned(fromByteOffset: panel + i * 128, as: SIMD16<Float>.self)
+                    let wb = wr.loadUnaligned(fromByteOffset: panel + i * 128 + 64, as: SIMD16<Float>.self)
+                    var v = SIMD16<Float>(repeating: x0[i]); a0.addProduct(v, wa); b0.addProduct(v, wb)
+                    v = SIMD16<Float>(repeating: x1[i]); a1.addProduct(v, wa); b1.addProduct(v, wb)
+                    v = SIMD16<Float>(repeating: x2[i]); a2.addProduct(v, wa); b2.addProduct(v, wb)
+                    v = SIMD16<Float>(repeating: x3[i]); a3.addProduct(v, wa); b3.addProduct(v, wb)
+                    v = SIMD16<Float>(repeating: x4[i]); a4.addProduct(v, wa); b4.addProduct(v, wb)
+                    v = SIMD16<Float>(repeating: x5[i]); a5.addProduct(v, wa); b5.addProduct(v, wb)
+                }
+                let width = min(32, n - col)
+                for r in 0..<rowsHere {
+                    let (a, b): (SIMD16<Float>, SIMD16<Float>)
+                    switch r {
+                    case 0: (a, b) = (a0, b0)
+                    case 1: (a, b) = (a1, b1)
+                    case 2: (a, b) = (a2, b2)
+                    case 3: (a, b) = (a3, b3)
+                    case 4: (a, b) = (a4, b4)
+                    default: (a, b) = (a5, b5)
+                    }
+                    let row = y + (r0 + r) * n + col
+                    if width == 32 {
+                        UnsafeMutableRawPointer(row).storeBytes(of: a, as: SIMD16<Float>.self)
+                        UnsafeMutableRawPointer(row + 16).storeBytes(of: b, as: SIMD16<Float>.self)
+                    } else {
+                        for c in 0..<width { row[c] = c < 16 ? a[c] : b[c - 16] }
+                    }
+                }
+                r0 += 6
+            }
+        }
+    }
+
     private func kernel<F: MultiplyAdd>(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>, _: F.Type) {
         let k = rows, n = columns
         let wr = UnsafeRawPointer(storage.pointer)

@@ -47,13 +47,15 @@ struct BackboneBench: ParsableCommand {
         }
     }
 
-    struct Timing { var threads: Int; var median: Double; var mean: Double; var min: Double }
+    struct Timing { var threads: Int; var median: Double; var mean: Double; var min: Double; var threadCPU: Double }
 
     struct OrtReport: Decodable {
         struct Result: Decodable {
             var threads: Int
-            var medianMs: Double, meanMs: Double, minMs: Double
-            enum CodingKeys: String, CodingKey { case threads, medianMs = "median_ms", meanMs = "mean_ms", minMs = "min_ms" }
+            var medianMs: Double, meanMs: Double, minMs: Double, threadCPUMs: Double
+            enum CodingKeys: String, CodingKey {
+                case threads, medianMs = "median_ms", meanMs = "mean_ms", minMs = "min_ms", threadCPUMs = "thread_cpu_ms"
+            }
         }
         var onnxruntime: String
         var results: [Result]
@@ -73,17 +75,23 @@ struct BackboneBench: ParsableCommand {
             NeuralNetRuntime.setThreads(t)
             var samples = [Double]()
             samples.reserveCapacity(iterations)
+            var cpu0 = timespec(), cpu1 = timespec()
             try patch.withUnsafeBufferPointer { p in
                 for _ in 0..<warmup { try net.forward(patch: p) }
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0)
                 for _ in 0..<iterations {
                     let t0 = DispatchTime.now().uptimeNanoseconds
                     try net.forward(patch: p)
                     samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                 }
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1)
             }
+            // CPU time of this thread per pass: for one thread, the compute time without the time
+            // other processes held the core (shared machines); with more threads it misses the helpers.
+            let cpuMs = (Double(cpu1.tv_sec - cpu0.tv_sec) * 1e3 + Double(cpu1.tv_nsec - cpu0.tv_nsec) / 1e6) / Double(iterations)
             samples.sort()
             swift.append(Timing(threads: t, median: samples[samples.count / 2],
-                                mean: samples.reduce(0, +) / Double(samples.count), min: samples[0]))
+                                mean: samples.reduce(0, +) / Double(samples.count), min: samples[0], threadCPU: cpuMs))
         }
         NeuralNetRuntime.setThreads(1)
 
@@ -95,21 +103,29 @@ struct BackboneBench: ParsableCommand {
 
         print("YAMNet backbone, milliseconds per 0.96 s patch (median of \(iterations) runs after \(warmup) warm-up)")
         print("OpenBLAS core: \(NeuralNetRuntime.coreName); onnxruntime: \(ort?.onnxruntime ?? "not measured")")
-        print("threads   swift (mean, min)          onnxruntime (mean, min)      swift/onnxruntime")
+        print("threads | swift median (mean, min)   | onnxruntime median (mean, min) | ratio median | ratio min")
         for s in swift {
             let swiftCol = String(format: "%6.3f (%6.3f, %6.3f)", s.median, s.mean, s.min)
             if let o = ort?.results.first(where: { $0.threads == s.threads }) {
                 let ortCol = String(format: "%6.3f (%6.3f, %6.3f)", o.medianMs, o.meanMs, o.minMs)
-                print(String(format: "%7d   %@    %@     %6.2f", s.threads, swiftCol, ortCol, s.median / o.medianMs))
+                print(String(format: "%7d | %@    | %@         | %12.2f | %9.2f", s.threads, swiftCol, ortCol,
+                             s.median / o.medianMs, s.min / o.minMs))
             } else {
-                print(String(format: "%7d   %@    %@", s.threads, swiftCol, "-"))
+                print(String(format: "%7d | %@    | -", s.threads, swiftCol))
             }
         }
+        if let s1 = swift.first(where: { $0.threads == 1 }) {
+            let o1 = ort?.results.first { $0.threads == 1 }
+            print(String(format: "one thread, CPU time of the computing thread per patch: swift %.3f ms", s1.threadCPU)
+                  + (o1.map { String(format: ", onnxruntime %.3f ms, ratio %.2f", $0.threadCPUMs, s1.threadCPU / $0.threadCPUMs) } ?? ""))
+        }
+        print("ratio = swift / onnxruntime (below 1: Swift faster). On a shared machine the minimum and the CPU time "
+              + "are the least disturbed by other processes.")
         if let ortProblem { print("onnxruntime not measured: \(ortProblem)") }
         print("pointwise kernels chosen at load: " + net.pointwiseKernels.map(\.rawValue).joined(separator: " "))
         if layers {
             NeuralNetRuntime.setThreads(1)
-            print("per layer, one thread (median ms):")
+            print("per layer, one thread (fastest of \(iterations) runs, ms):")
             for (name, ms) in try net.profileLayers(patch: patch, runs: iterations) {
                 print(String(format: "  %7.4f  %@", ms, name))
             }

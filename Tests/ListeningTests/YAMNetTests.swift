@@ -19,6 +19,7 @@ final class YAMNetTests: XCTestCase {
     func testParityOfPackedKernels() throws {
         try checkParity(kernel: .packed, patchLimit: 2)
         try checkParity(kernel: .packedFMA, patchLimit: 2)
+        try checkParity(kernel: .packedWideFMA, patchLimit: 2)
     }
 
     func checkParity(kernel: GemmKernel, patchLimit: Int?) throws {
