@@ -87,18 +87,30 @@ public final class YAMNet: @unchecked Sendable {
         case measure
         /// Use this kernel everywhere (deterministic; tests use it).
         case fixed(GemmKernel)
+
+        /// `.measure` in optimised builds. Debug builds use `.fixed(.openblas)`: there the packed
+        /// kernels' SIMD code is unoptimised and measuring them would take seconds at start-up.
+        public static var standard: KernelChoice {
+            #if DEBUG
+            .fixed(.openblas)
+            #else
+            .measure
+            #endif
+        }
     }
 
     /// The kernel each pointwise layer uses, in layer order (for benchmark reports).
     public private(set) var pointwiseKernels: [GemmKernel] = []
+    /// The kernel each full convolution (im2col) uses, in layer order.
+    public private(set) var convKernels: [GemmKernel] = []
 
     /// Loads and validates `path` (see `SafeTensorsError` and `NetworkError` for what can fail;
     /// each error names the file and the problem).
-    public convenience init(path: String, kernels: KernelChoice = .measure) throws {
+    public convenience init(path: String, kernels: KernelChoice = .standard) throws {
         try self.init(weights: SafeTensorsFile(path: path), kernels: kernels)
     }
 
-    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .measure) throws {
+    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard) throws {
         weights = file
         let arch = try file.metadataJSON("architecture", as: YAMNetArchitecture.self)
         func unsupported(_ d: String) -> NetworkError { .unsupportedArchitecture(file: file.path, detail: d) }
@@ -180,18 +192,31 @@ public final class YAMNet: @unchecked Sendable {
         scratch = FloatBuffer(count: scratchCount)
         embeddingBuffer = FloatBuffer(count: embeddingSize)
         logitsBuffer = FloatBuffer(count: classCount)
-        // Choose each pointwise layer's kernel (timed on the ping/pong buffers, not yet in use).
+        // Choose each matrix layer's kernel (timed on the ping/pong buffers, not yet in use).
         for i in ops.indices {
-            guard case .pointwise(let layer) = ops[i].op else { continue }
-            let kernel: GemmKernel
-            switch kernels {
-            case .fixed(let k): kernel = k
-            case .measure:
-                for j in 0..<ops[i].input.count { ping.pointer[j] = Float(j % 17) * 0.0625 }
-                kernel = layer.fastestKernel(for: ops[i].input, input: ping.pointer, output: pong.pointer)
+            let input = ops[i].input
+            func choose(_ time: (GemmKernel) -> UInt64) -> GemmKernel {
+                switch kernels {
+                case .fixed(let k): return k
+                case .measure:
+                    for j in 0..<input.count { ping.pointer[j] = Float(j % 17) * 0.0625 }
+                    let times = GemmKernel.allCases.map { ($0, time($0)) }  // each kernel timed once
+                    return times.min { $0.1 < $1.1 }!.0
+                }
             }
-            ops[i].op = .pointwise(layer.with(kernel: kernel))
-            pointwiseKernels.append(kernel)
+            switch ops[i].op {
+            case .pointwise(let layer):
+                let k = choose { layer.with(kernel: $0).fastestTime(for: input, input: ping.pointer, output: pong.pointer) }
+                ops[i].op = .pointwise(layer.with(kernel: k))
+                pointwiseKernels.append(k)
+            case .conv(let layer):
+                let k = choose { layer.with(kernel: $0).fastestTime(for: input, input: ping.pointer, output: pong.pointer,
+                                                                     scratch: scratch.pointer) }
+                ops[i].op = .conv(layer.with(kernel: k))
+                convKernels.append(k)
+            case .depthwise:
+                break
+            }
         }
     }
 
@@ -266,7 +291,7 @@ public final class YAMNet: @unchecked Sendable {
         }
         let names = ops.map { op -> String in
             switch op.op {
-            case .conv(let l): "conv \(l.weight.name) \(op.input)->\(op.output)"
+            case .conv(let l): "conv[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
             case .depthwise(let l): "depthwise \(l.weight.name) \(op.input)->\(op.output)"
             case .pointwise(let l): "pointwise[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
             }

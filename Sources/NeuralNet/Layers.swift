@@ -93,19 +93,45 @@ public struct Conv2D {
     public let weight: FloatTensor
     /// [cout]
     public let bias: FloatTensor
+    /// How the im2col matrix is multiplied by the weights.
+    public let kernel: GemmKernel
+    let packed: PackedMatrix?
 
-    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation) {
+    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation,
+                kernel: GemmKernel = .openblas) {
         self.weight = weight; self.bias = bias
         kernelH = weight.shape[0]; kernelW = weight.shape[1]
         inChannels = weight.shape[2]; outChannels = weight.shape[3]
         strideH = stride.0; strideW = stride.1
         self.pads = pads; self.activation = activation
+        self.kernel = kernel
+        packed = kernel == .openblas ? nil
+            : PackedMatrix(weight.pointer, rows: kernelH * kernelW * inChannels, columns: outChannels, panelWidth: kernel.panelWidth)
+    }
+
+    /// The same layer with another matrix kernel.
+    public func with(kernel: GemmKernel) -> Conv2D {
+        kernel == self.kernel ? self
+            : Conv2D(weight: weight, bias: bias, stride: (strideH, strideW), pads: pads, activation: activation, kernel: kernel)
     }
 
     public func outputShape(_ x: FeatureShape) -> FeatureShape {
         FeatureShape(height: convOut(x.height, kernel: kernelH, stride: strideH, pad: pads.0, pads.2),
                      width: convOut(x.width, kernel: kernelW, stride: strideW, pad: pads.1, pads.3),
                      channels: outChannels)
+    }
+
+    /// Fastest of `runs` timed passes in nanoseconds (see `PointwiseConv2D.fastestTime`).
+    public func fastestTime(for xs: FeatureShape, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                            scratch: UnsafeMutablePointer<Float>, runs: Int = 5) -> UInt64 {
+        forward(input, xs, into: output, scratch: scratch)
+        var fastest = UInt64.max
+        for _ in 0..<max(1, runs) {
+            let t0 = monotonicNanoseconds()
+            forward(input, xs, into: output, scratch: scratch)
+            fastest = min(fastest, monotonicNanoseconds() - t0)
+        }
+        return fastest
     }
 
     /// Floats of scratch `forward` needs: the im2col matrix [Ho * Wo, K].
@@ -140,8 +166,12 @@ public struct Conv2D {
         }
         let m = o.height * o.width
         // y [m, cout] = col [m, K] x W [K, cout]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(k),
-                    1, col, Int32(k), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        if let packed {
+            packed.multiply(col, rows: m, into: y, fused: kernel != .packed)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(outChannels), Int32(k),
+                        1, col, Int32(k), weight.pointer, Int32(outChannels), 0, y, Int32(outChannels))
+        }
         addBiasActivate(y, rows: m, channels: outChannels, bias: bias.pointer, activation: activation)
     }
 }
@@ -190,24 +220,26 @@ public struct PointwiseConv2D {
         addBiasActivate(y, rows: m, channels: outChannels, bias: bias.pointer, activation: activation)
     }
 
-    /// Times every kernel on input geometry `xs` (a few runs each, after one warm-up, on scratch
-    /// buffers of `xs.count` and `outputShape(xs).count` floats) and returns the fastest.
-    /// Like FFTW's planner: the choice depends on the CPU, the build's target and the BLAS.
+    /// Fastest of `runs` timed passes (after one warm-up) in nanoseconds on input geometry `xs`,
+    /// using `input` (`xs.count` floats) and `output` (`outputShape(xs).count`) as scratch.
+    public func fastestTime(for xs: FeatureShape, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                            runs: Int = 5) -> UInt64 {
+        forward(input, xs, into: output)
+        var fastest = UInt64.max
+        for _ in 0..<max(1, runs) {
+            let t0 = monotonicNanoseconds()
+            forward(input, xs, into: output)
+            fastest = min(fastest, monotonicNanoseconds() - t0)
+        }
+        return fastest
+    }
+
+    /// The kernel with the smallest `fastestTime` among `candidates` (like FFTW's planner: the
+    /// answer depends on the CPU, the build's target and the BLAS).
     public func fastestKernel(for xs: FeatureShape, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                               candidates: [GemmKernel] = GemmKernel.allCases, runs: Int = 5) -> GemmKernel {
-        var best = GemmKernel.openblas, bestTime = UInt64.max
-        for k in candidates {
-            let layer = with(kernel: k)
-            layer.forward(input, xs, into: output)
-            var fastest = UInt64.max
-            for _ in 0..<runs {
-                let t0 = monotonicNanoseconds()
-                layer.forward(input, xs, into: output)
-                fastest = min(fastest, monotonicNanoseconds() - t0)
-            }
-            if fastest < bestTime { bestTime = fastest; best = k }
-        }
-        return best
+        let times = candidates.map { ($0, with(kernel: $0).fastestTime(for: xs, input: input, output: output, runs: runs)) }
+        return times.min { $0.1 < $1.1 }?.0 ?? .openblas
     }
 }
 

@@ -63,7 +63,7 @@ struct BackboneBench: ParsableCommand {
 
     func run() throws {
         let net: YAMNet
-        do { net = try YAMNet(path: weights) } catch {
+        do { net = try YAMNet(path: weights, kernels: .measure) } catch {
             throw ValidationError("\(error) (run `make models`).")
         }
         // A plausible log-mel patch (log(mel + 1e-6) spans about -13.8 .. 3); values do not change the timing.

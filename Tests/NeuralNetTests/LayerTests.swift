@@ -125,3 +125,27 @@ final class LayerTests: XCTestCase {
         assertClose(pooled, refPool, "global average pool")
     }
 }
+
+final class Conv2DKernelTests: XCTestCase {
+    func testConv2DEveryKernelMatchesOpenBLAS() throws {
+        let dir = TestPaths.makeTempDir("conv")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("w.safetensors")
+        let w: [Float] = (0..<(3 * 3 * 2 * 40)).map { i -> Float in Float((i * 37) % 23) / 23 - 0.5 }
+        let b: [Float] = (0..<40).map { i -> Float in Float(i) / 80 - 0.2 }
+        try SafeTensorsWriter.encode([("w", [3, 3, 2, 40], w), ("b", [40], b)]).write(to: url)
+        let f = try SafeTensorsFile(path: url.path)
+        let s = FeatureShape(height: 10, width: 9, channels: 2)
+        let x: [Float] = (0..<s.count).map { i -> Float in Float((i * 13) % 17) / 17 - 0.4 }
+        let base = Conv2D(weight: try f.floats("w"), bias: try f.floats("b"), stride: (2, 2), pads: (0, 0, 1, 1), activation: .relu)
+        var scratch = [Float](repeating: 0, count: base.scratchCount(s))
+        var ref = [Float](repeating: 0, count: base.outputShape(s).count)
+        base.forward(x, s, into: &ref, scratch: &scratch)
+        for k in GemmKernel.allCases {
+            var y = [Float](repeating: .nan, count: ref.count)
+            base.with(kernel: k).forward(x, s, into: &y, scratch: &scratch)
+            let worst = zip(y, ref).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1e-5, "\(k)")
+        }
+    }
+}
