@@ -2,6 +2,7 @@
 // (SafeTensors.swift), layers run on OpenBLAS (Layers.swift), and every network owns a
 // workspace allocated once (Workspace.swift) so that `forward` allocates nothing.
 import COpenBLAS
+import Foundation
 
 /// Process-wide settings of the BLAS library every network uses.
 public enum NeuralNetRuntime {
@@ -16,5 +17,29 @@ public enum NeuralNetRuntime {
     /// (`avgas-bench backbone`) and choose deliberately. Values below 1 are treated as 1.
     public static func setThreads(_ n: Int) {
         openblas_set_num_threads(Int32(max(1, n)))
+    }
+
+    /// The `OPENBLAS_CORETYPE` this CPU should use when OpenBLAS fell back to generic kernels,
+    /// else nil. OpenBLAS 0.3.21 (Debian 12) does not recognise recent Xeons and picks "Prescott"
+    /// (SSE3) kernels, several times slower, unless the environment names a core type. It reads
+    /// the variable once when the library loads, so the fix is in the environment (or a re-exec
+    /// of the program with it set), not a call: e.g. "SkylakeX" for AVX-512, "Haswell" for AVX2.
+    public static var recommendedCoreType: String? {
+        let generic: Set<String> = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Katmai", "Coppermine",
+                                    "Northwood", "Banias", "Atom", "Opteron", "Barcelona"]
+        guard generic.contains(coreName),
+              let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        if flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"]) { return "SkylakeX" }
+        if flags.isSuperset(of: ["avx2", "fma"]) { return "Haswell" }
+        return nil
+    }
+
+    /// One warning line when OpenBLAS runs generic kernels on a CPU that has better ones, else nil.
+    public static var coreTypeWarning: String? {
+        recommendedCoreType.map {
+            "OpenBLAS picked its generic '\(coreName)' kernels on this CPU; set OPENBLAS_CORETYPE=\($0) for full speed"
+        }
     }
 }

@@ -122,6 +122,7 @@ struct BackboneBench: ParsableCommand {
         print("ratio = swift / onnxruntime (below 1: Swift faster). On a shared machine the minimum and the CPU time "
               + "are the least disturbed by other processes.")
         if let ortProblem { print("onnxruntime not measured: \(ortProblem)") }
+        if let warning = NeuralNetRuntime.coreTypeWarning { print("warning: \(warning)") }
         print("pointwise kernels chosen at load: " + net.pointwiseKernels.map(\.rawValue).joined(separator: " "))
         if layers {
             NeuralNetRuntime.setThreads(1)

@@ -139,5 +139,12 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(NeuralNetRuntime.threads, 2)
         NeuralNetRuntime.setThreads(1)
         XCTAssertFalse(NeuralNetRuntime.coreName.isEmpty)
+        // Advice only when OpenBLAS runs a generic core, and then a core OpenBLAS knows.
+        if let advice = NeuralNetRuntime.recommendedCoreType {
+            XCTAssertTrue(["SkylakeX", "Haswell"].contains(advice))
+            XCTAssertTrue(NeuralNetRuntime.coreTypeWarning!.contains(advice))
+        } else {
+            XCTAssertNil(NeuralNetRuntime.coreTypeWarning)
+        }
     }
 }
