@@ -155,8 +155,13 @@ def stage_latents(run, cfg, imgs, rows, emb):
     norm = lambda a: ((a - mu[None, :, None, None]) / sd[None, :, None, None]).astype(np.float32)
     np.savez(run / "latents.npz", ids=np.array([r["id"] for r in rows]), classes=np.array([r["class"] for r in rows]),
              splits=np.array([r["split"] for r in rows]), z=norm(z), zflip=norm(zfl), mu=mu, sd=sd,
-             emb=np.stack([emb[r["id"]] for r in rows]))
+             emb=np.stack([emb[r["id"]] for r in rows]), emb_sha=np.array(emb_sha(np.stack([emb[r["id"]] for r in rows]))))
     (run / "latents.done").touch()
+
+
+def emb_sha(E):
+    import hashlib
+    return hashlib.sha1(np.ascontiguousarray(E, np.float32).tobytes()).hexdigest()[:16]
 
 
 def load_latents(run):

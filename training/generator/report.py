@@ -1,0 +1,116 @@
+"""Writes training/reports/generator.md from the metrics dict (numbers only; the prose about
+what the grids look like lives in training/reports/generator_notes.md, written after looking
+at them, and is appended verbatim)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .export import DEFAULTS
+
+
+def fmt(x, nd=3):
+    return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
+    run = Path("training/runs/generator")
+    times = {}
+    for s in ("ae", "latents", "teacher", "pairs", "student"):
+        p = run / f"{s}.time.json"
+        if p.exists():
+            times[s] = json.load(open(p))["seconds"]
+    fl = M.get("flops", {})
+    L = []
+    L.append("# Generator report (issue 6)\n")
+    L.append("Written by `make eval-generator` (training/generator/evaluate.py); definitions of every metric "
+             "are in that file's doc comment (CRS, R@2*, per-class image accuracy = judge top-1, diversity, "
+             "nearest-training-image distance).\n")
+    L.append("## Model\n")
+    L.append(f"- Latent autoencoder: 128x128 RGB <-> {cfg['latent_ch']}x16x16 latent, decoder channels "
+             f"{cfg['dec_ch']} (no normalisation layers; trained {cfg['ae_steps']} steps on 64x64 crops, L1 + "
+             f"gradient L1, latent noise {cfg['ae_noise']}).")
+    L.append(f"- Denoiser (teacher and student share it): latent U-Net, widths {cfg['width']}/{cfg['width2']}, "
+             f"GroupNorm({cfg['groups']}), FiLM from MLP([emb(128), fourier(t) ({len(cfg['fourier_freqs'])} freqs)]) "
+             f"-> {cfg['cond_dim']}.")
+    L.append(f"- Teacher: rectified flow / flow matching, {cfg['teacher_steps']} steps at batch "
+             f"{cfg['teacher_batch']}, embedding dropout {cfg['p_uncond']} (classifier-free guidance), EMA "
+             f"{cfg['ema']}; embeddings augmented with same-class blends and noise (separator-like inputs).")
+    L.append(f"- Student: reflow of the guided teacher (w={cfg['guidance']}, {cfg['pair_steps']} Euler steps, "
+             f"{cfg['pairs']} pairs), initialised from the teacher, {cfg['student_steps']} steps; "
+             f"{int(cfg['p_real'] * 100)}% of each batch are real latents re-noised at t in [0.3, 1] (retrieval / "
+             "re-noise starts). Guidance is distilled: one denoiser call per step.")
+    L.append("- Why reflow: the previous experiment on this machine found it cheap and good at 2-4 steps; it "
+             "needs only teacher ODE pairs (no teacher in the student's training loop, unlike consistency "
+             "distillation), it keeps the student's state a noisy latent on the straight path so the same "
+             "network also serves SDEdit-style re-noised starts, and it distils guidance for free.")
+    if fl:
+        L.append(f"- Cost per student step per class, decoding included: **{fl['step_flop'] / 1e9:.4f} GFLOP** "
+                 f"(denoiser {fl['denoiser_flop'] / 1e9:.4f} + decoder {fl['decoder_flop'] / 1e9:.4f}; "
+                 f"FLOP = 2 x multiply-adds + elementwise ops; {fl['step_flop'] / 2e9 * 2:.3f} G including "
+                 f"{(fl['denoiser_mac'] + fl['decoder_mac']) / 1e6:.1f} M MACs). Target <= 0.5.")
+    if times:
+        L.append("- Training time on this machine (1 thread, beside the separator's training): " +
+                 ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) +
+                 f"; total {sum(times.values()) / 60:.1f} min. Evaluation took {seconds / 60:.1f} min.")
+    L.append("\n![losses](generator_losses.png)\n")
+
+    L.append("## Judge reference\n")
+    L.append(f"- Judge top-1 on real held-out test images: {fmt(M.get('judge_real_test_top1'))}")
+    L.append(f"- Judge top-1 on autoencoder reconstructions of those images (ceiling for anything decoded): "
+             f"{fmt(M.get('judge_ae_reconstruction_top1'))}\n")
+
+    L.append("## Per-class image accuracy (judge top-1), diversity, copying\n")
+    L.append("From real-image embeddings of the held-out TEST images (one sample per image, same noise seed "
+             "for all modes):\n")
+    L.append("| mode | judge top-1 | nearest-train distance |")
+    L.append("|---|---|---|")
+    for k, v in M.get("real_embeddings", {}).items():
+        L.append(f"| {k} | {fmt(v['top1'])} | {fmt(v['nn_dist'])} |")
+    L.append(f"| real test images (reference) | {fmt(M.get('judge_real_test_top1'))} | {fmt(M.get('real_test_nn_dist'))} |")
+    L.append("")
+    if "separated" in M:
+        L.append("From the separator's embeddings (each class of each 1/2/3-source TEST mixture):\n")
+        L.append("| mode | judge top-1 | nearest-train distance |")
+        L.append("|---|---|---|")
+        for k, v in M["separated"].items():
+            if isinstance(v, dict) and "top1" in v:
+                L.append(f"| {k} | {fmt(v['top1'])} | {fmt(v.get('nn_dist'))} |")
+        L.append("")
+    L.append("Diversity (mean pairwise cosine distance of judge-backbone features, same embedding, 4 noises; "
+             "higher = more varied):\n")
+    L.append("| mode | diversity |")
+    L.append("|---|---|")
+    for k, v in M.get("diversity", {}).items():
+        L.append(f"| {k} | {fmt(v)} |")
+    L.append("")
+    L.append("Per class (columns: real test image, teacher 16 steps w=2.5, student 1/2/4 steps, retrieval mode, "
+             "the exemplar it started from, the nearest train image to the student-4 sample):\n")
+    L.append("![grid a](generator_grid_a.png)\n\n![grid b](generator_grid_b.png)\n")
+    L.append("Same embedding, different noise (student 4 steps, then retrieval mode):\n")
+    L.append("![diversity](generator_diversity.png)\n")
+
+    L.append("## Mixtures: CRS and R@2*\n")
+    mx = M.get("mixtures", {})
+    if "error" in mx:
+        L.append(f"Not evaluated: {mx['error']}\n")
+    else:
+        L.append("| mixed image | CRS 2-class | R@2* 2-class | CRS 3-class |")
+        L.append("|---|---|---|---|")
+        for k, v in mx.items():
+            if isinstance(v, dict) and "crs2" in v:
+                L.append(f"| {k} | {fmt(v['crs2'])} | {fmt(v['r2'])} | {fmt(v.get('crs3'))} |")
+        L.append("")
+        for k in ("note",):
+            if k in mx:
+                L.append(mx[k] + "\n")
+        L.append("![mixtures](generator_mixtures.png)\n")
+    L.append("## Targets\n")
+    for t in M.get("targets", []):
+        L.append(f"- {t}")
+    L.append("")
+    L.append(f"## Live defaults\n\n`{json.dumps(DEFAULTS)}` (also in generator.safetensors metadata `defaults`).\n")
+    notes = rep / "generator_notes.md"
+    if notes.exists():
+        L.append(notes.read_text())
+    (rep / "generator.md").write_text("\n".join(L) + "\n")
