@@ -119,6 +119,8 @@ public final class Analyzer {
             timings.backbone += seconds(since: t0)
         }
         timings.hops += 1
+        scene.timings = timings
+        scene.skippedSeconds = Double(skippedSamples) / Double(config.sampleRate)
         lastScene = scene
         scenes.publish(scene)
         try events?.write(time: time, active: scene.active)

@@ -37,6 +37,12 @@ public struct RunConfiguration: Sendable {
     public var assets: URL = AssetLocator.locate(explicit: nil)
     /// Stop after this many seconds of stream time (live runs, tests).
     public var duration: Double?
+    /// `--record FILE.mp4`: video of the rendered frames through ffmpeg.
+    public var recordPath: String?
+    /// `--contact-sheet FILE.png`: one frame per second of stream time, in a grid, at the end.
+    public var contactSheetPath: String?
+    /// Show the diagnostics overlay from the start (key D toggles it).
+    public var overlay = false
     /// Where S-key screenshots go.
     public var screenshotDirectory = "."
     /// Print the summary at exit.
@@ -96,11 +102,25 @@ public final class Runner {
     private var presenter: Presenter?
     private var frameIndex = 0
     private var screenshotCount = 0
+    private var recorder: VideoRecorder?
+    private var recordingsMade = 0
+    private let contactSheet: ContactSheet?
+    private var nextSheetTime = 0.0
+    private var showOverlay: Bool
+    private var fpsWindow: [UInt64] = []
 
     /// Opens outputs, models, input and window, in that order. Throws `AvgasError`.
     public init(_ config: RunConfiguration) throws(AvgasError) {
         self.config = config
         if let dir = config.framesDirectory { try Self.prepareDirectory(dir, option: "--frames") }
+        if let rec = config.recordPath {
+            do { try VideoRecorder.checkDestination(rec) } catch {
+                throw AvgasError(error.description, status: error == .ffmpegMissing ? .unavailable : .cannotCreate)
+            }
+        }
+        if let sheet = config.contactSheetPath { try Self.checkFileDestination(sheet, option: "--contact-sheet") }
+        contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
+        showOverlay = config.overlay
         events = try config.eventsPath.map { p throws(AvgasError) in try EventsWriter(path: p) }
         let listener = try SceneListener(assets: config.assets, tracker: config.tracker)
         analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
@@ -129,9 +149,27 @@ public final class Runner {
                                     fullscreen: config.fullscreen, displayIndex: config.displayIndex)
             } catch { throw AvgasError(error) }
         }
-        if !config.headless || config.framesDirectory != nil {
+        if !config.headless || config.framesDirectory != nil || config.recordPath != nil || config.contactSheetPath != nil {
             let size = window?.drawableSize ?? (config.width, config.height)
             presenter = Presenter(width: size.0, height: size.1, spectrogram: spectrogram)
+        }
+        if let rec = config.recordPath, let presenter {
+            do {
+                recorder = try VideoRecorder(path: rec, width: presenter.framebuffer.width, height: presenter.framebuffer.height, fps: config.fps)
+                recordingsMade = 1
+            } catch { throw AvgasError(error.description, status: .cannotCreate) }
+        }
+    }
+
+    static func checkFileDestination(_ path: String, option: String) throws(AvgasError) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw AvgasError("\(option) '\(path)' is a directory; give a file name", status: .cannotCreate)
+        }
+        let dir = (path as NSString).deletingLastPathComponent
+        let d = dir.isEmpty ? "." : dir
+        guard FileManager.default.fileExists(atPath: d, isDirectory: &isDir), isDir.boolValue, access(d, W_OK) == 0 else {
+            throw AvgasError("cannot write \(option) '\(path)': the directory '\(d)' does not exist or is not writable", status: .cannotCreate)
         }
     }
 
@@ -172,6 +210,7 @@ public final class Runner {
         } else {
             try runLive()
         }
+        try finishOutputs()
         var s = RunSummary()
         s.streamSeconds = analyzer.streamTime
         s.wallSeconds = seconds(since: wall0)
@@ -183,6 +222,56 @@ public final class Runner {
         s.xruns = source.stats.xruns.load(ordering: .relaxed)
         if let f = fileSource, let failure = f.failure { throw AvgasError(failure) }
         return s
+    }
+
+    /// Finalises the video and writes the contact sheet (also after SIGINT/SIGTERM).
+    private func finishOutputs() throws(AvgasError) {
+        if let recorder {
+            self.recorder = nil
+            do { try recorder.finish() } catch { throw AvgasError(error.description, status: .ioError) }
+            if !config.quiet { FileHandle.standardError.write(Data("avgas-live: video saved to \(recorder.path) (\(recorder.framesWritten) frames)\n".utf8)) }
+        }
+        if let sheet = contactSheet, let path = config.contactSheetPath, let presenter {
+            do { try sheet.write(to: path, text: presenter.renderer.text) } catch {
+                throw AvgasError(error.description, status: .ioError)
+            }
+        }
+    }
+
+    private func toggleRecording() {
+        if let recorder {
+            self.recorder = nil
+            do {
+                try recorder.finish()
+                FileHandle.standardError.write(Data("avgas-live: video saved to \(recorder.path)\n".utf8))
+            } catch { FileHandle.standardError.write(Data("avgas-live: \(error)\n".utf8)) }
+            return
+        }
+        guard let presenter else { return }
+        recordingsMade += 1
+        let path = config.recordPath.map { recordingsMade == 1 ? $0 : ($0 as NSString).deletingPathExtension + "-\(recordingsMade).mp4" }
+            ?? "avgas-recording-\(Int(Date().timeIntervalSince1970)).mp4"
+        do {
+            recorder = try VideoRecorder(path: path, width: presenter.framebuffer.width, height: presenter.framebuffer.height, fps: config.fps)
+            FileHandle.standardError.write(Data("avgas-live: recording to \(path) (R stops)\n".utf8))
+        } catch { FileHandle.standardError.write(Data("avgas-live: \(error)\n".utf8)) }
+    }
+
+    private func overlayLines(_ scene: Scene) -> [String] {
+        let now = DispatchTime.now().uptimeNanoseconds
+        fpsWindow.append(now)
+        fpsWindow.removeAll { now - $0 > 2_000_000_000 }
+        let fps = fpsWindow.count > 1 ? Double(fpsWindow.count - 1) / (Double(now - fpsWindow.first!) / 1e9) : 0
+        let t = scene.timings
+        let per = { (s: Double, n: Int) in n > 0 ? s / Double(n) * 1000 : 0 }
+        return [
+            String(format: "%.1f fps  stream %.1f s", fps, scene.time),
+            String(format: "front end %.2f ms/hop  listening %.2f ms/hop", per(t.frontEnd, t.hops), per(t.backbone, t.hops)),
+            String(format: "render %.2f ms  output %.2f ms per frame", per(renderTime, frameIndex), per(outputTime, frameIndex)),
+            String(format: "skipped %.2f s  dropped %.2f s  xruns %d", scene.skippedSeconds,
+                   Double(source.stats.droppedSamples.load(ordering: .relaxed)) / Double(pipelineSampleRate),
+                   source.stats.xruns.load(ordering: .relaxed)),
+        ]
     }
 
     private var renderTime = 0.0
@@ -268,7 +357,10 @@ public final class Runner {
                     case .toggleFullscreen: window.toggleFullscreen()
                     case .resized(let w, let h): presenter?.resize(width: w, height: h)
                     case .screenshot: saveScreenshot()
-                    default: break
+                    case .toggleOverlay: showOverlay.toggle()
+                    case .toggleRecording: toggleRecording()
+                    case .toggleMixMode: break  // mixed-image modes arrive with the generator
+
                     }
                 }
             }
@@ -301,9 +393,21 @@ public final class Runner {
     private func renderFrame(time: Double) throws(AvgasError) {
         guard let presenter else { return }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        presenter.draw(scene: scenes.latest(), time: time)
+        let scene = scenes.latest()
+        presenter.overlay = showOverlay ? overlayLines(scene) : nil
+        presenter.draw(scene: scene, time: time)
         window?.present(presenter.framebuffer)
         renderTime += seconds(since: t0)
+        if let sheet = contactSheet, time >= nextSheetTime {
+            sheet.add(presenter.framebuffer, time: time)
+            nextSheetTime = Double(Int(time) + 1)
+        }
+        if let recorder {
+            do { try recorder.write(presenter.framebuffer) } catch {
+                self.recorder = nil
+                throw AvgasError(error.description, status: .ioError)
+            }
+        }
         if let dir = config.framesDirectory {
             let t1 = DispatchTime.now().uptimeNanoseconds
             let path = "\(dir)/frame_\(String(format: "%06d", frameIndex)).png"

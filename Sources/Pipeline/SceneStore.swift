@@ -20,6 +20,10 @@ public struct Scene: Sendable {
     /// Input level over the last hop (dBFS RMS and peak).
     public var levelDB: Float = -120
     public var peakDB: Float = -120
+    /// Analysis stage timings so far (for the overlay).
+    public var timings = StageTimings()
+    /// Seconds of audio the analysis skipped so far.
+    public var skippedSeconds: Double = 0
     public init() {}
 }
 

@@ -10,7 +10,8 @@ struct AvgasLive: ParsableCommand {
         abstract: "Listen to a microphone (or a recording) and show what it hears.",
         discussion: """
         With no options, captures from the default ALSA device and opens a window. Keys in the \
-        window: Q or Esc quit, F fullscreen, S screenshot (PNG in the current directory).
+        window: Q or Esc quit, F fullscreen, S screenshot (PNG in the current directory), \
+        D diagnostics overlay, R start/stop recording.
 
         Exit codes: 0 ok, 64 bad option value, 65 input is not usable audio, 66 input file \
         missing/unreadable/empty, 69 no sound card, unknown or busy device, or no display, \
@@ -41,6 +42,15 @@ struct AvgasLive: ParsableCommand {
 
     @Option(name: .long, help: "Write one JSON line per analysis hop to this file: {\"t\": seconds, \"active\": [{\"class\": name, \"score\": s}]}.")
     var events: String?
+
+    @Option(name: .long, help: "Record the rendered frames as an H.264 video through ffmpeg (finalised on quit, Ctrl-C or SIGTERM). Key R starts/stops recording in a window.")
+    var record: String?
+
+    @Option(name: .long, help: "At the end of the run, write a grid of one frame per second of stream time to this PNG.")
+    var contactSheet: String?
+
+    @Flag(name: .long, help: "Show the diagnostics overlay (fps, stage timings, dropped audio, overruns) from the start; key D toggles it.")
+    var overlay = false
 
     @Flag(name: .long, help: "Analysis only: do not generate images.")
     var noImages = false
@@ -106,6 +116,9 @@ struct AvgasLive: ParsableCommand {
         c.assets = AssetLocator.locate(explicit: assets)
         c.duration = duration
         c.quiet = quiet
+        c.recordPath = record
+        c.contactSheetPath = contactSheet
+        c.overlay = overlay
         return c
     }
 

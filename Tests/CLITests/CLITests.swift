@@ -43,6 +43,9 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--frames", "/proc/avgas/frames"], 73, "cannot create --frames"),
             (["--input", demo, "--headless", "--events", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--events", "/proc/avgas/e.jsonl"], 73, "cannot write events"),
+            (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
+            (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
+            (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
             (["--fps=-5"], 64, "--fps must be"),
             (["--hop-ms", "0"], 64, "--hop-ms must be"),
             (["--size", "big"], 64, "--size must look like"),
@@ -119,6 +122,68 @@ final class CLITests: XCTestCase {
         // The file plugin has no real-time pacing: it delivers audio far faster than real time,
         // so the analysis falls behind, skips ahead to the newest audio and says how much.
         XCTAssertTrue(r.stderr.contains("analysis skipped"), r.stderr)
+    }
+}
+
+final class OutputTests: XCTestCase {
+    let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+
+    static func probeFrames(_ path: String) throws -> Int? {
+        let r = try Binary.run("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0",
+                                                     "-show_entries", "stream=nb_read_frames,width,height", "-of", "csv=p=0", path], timeout: 60)
+        guard r.status == 0 else { return nil }
+        let parts = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",")
+        return parts.count == 3 ? Int(parts[2]) : nil
+    }
+
+    /// --record writes a playable H.264 file with one frame per rendered frame; the contact
+    /// sheet is a PNG grid of one frame per second.
+    func testRecordAndContactSheet() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe") else { throw XCTSkip("ffmpeg missing (make test installs it)") }
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let video = dir.appendingPathComponent("v.mp4").path
+        let sheet = dir.appendingPathComponent("sheet.png").path
+        let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--duration", "3", "--fps", "10", "--size", "320x180",
+                                              "--record", video, "--contact-sheet", sheet])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try Self.probeFrames(video), 31)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("v.part.mp4").path))
+        let size = try XCTUnwrap(Binary.decodePNGSize(sheet))
+        XCTAssertEqual(size.width, 6 * (320 + 6) + 6)  // 4 thumbnails (0..3 s) on one row of 6
+    }
+
+    /// SIGINT and SIGTERM stop a paced run cleanly: the video is finalised and playable, the
+    /// events file is valid JSON lines up to its last line, and the exit status is 0.
+    func testSignalsFinaliseOutputs() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe") else { throw XCTSkip("ffmpeg missing (make test installs it)") }
+        for sig in [SIGINT, SIGTERM] {
+            let dir = TestPaths.makeTempDir()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let video = dir.appendingPathComponent("v.mp4").path
+            let events = dir.appendingPathComponent("e.jsonl").path
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
+            p.arguments = ["--input", demo, "--headless", "--realtime", "--fps", "10", "--size", "320x180",
+                           "--record", video, "--events", events, "--quiet"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            // Signal once the run is well under way (start-up time varies with machine load).
+            let deadline = Date().addingTimeInterval(180)
+            while Date() < deadline, p.isRunning,
+                  ((try? String(contentsOfFile: events, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 5 {
+                usleep(100_000)
+            }
+            kill(p.processIdentifier, sig)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "signal \(sig)")
+            XCTAssertEqual(p.terminationReason, .exit)
+            let frames = try XCTUnwrap(try Self.probeFrames(video), "video not playable after signal \(sig)")
+            XCTAssertGreaterThan(frames, 5)
+            let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
+            XCTAssertGreaterThan(lines.count, 3)
+            for l in lines { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
+        }
     }
 }
 
