@@ -36,10 +36,10 @@ let package = Package(
         .target(name: "Display", dependencies: ["CSDL2", "CSDL2TTF", "CPNG"]),
         .target(name: "Pipeline", dependencies: ["AudioInput", "Features", "Listening", "Imagining", "Display"]),
         .executableTarget(name: "avgas-live", dependencies: [
-            "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Pipeline", "Imagining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "avgas-bench", dependencies: [
-            "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Pipeline", "Imagining", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Tests: one target per library target, plus shared support.
@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "FeaturesTests", dependencies: ["Features", "TestSupport"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TestSupport"]),
         .testTarget(name: "ListeningTests", dependencies: ["Listening", "TestSupport"]),
+        .testTarget(name: "ImaginingTests", dependencies: ["Imagining", "TestSupport"]),
         .testTarget(name: "DisplayTests", dependencies: ["Display", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),

@@ -5,13 +5,28 @@ import NeuralNet
 /// The listening stage of one hop: a 0.96 s log-mel patch -> YAMNet -> vocabulary scores ->
 /// tracker -> active classes. Owns its workspaces; `analyse` allocates only the small result.
 public final class SceneListener {
+    /// What the tracker follows.
+    public enum PresenceSource: String, Sendable, CaseIterable {
+        /// YAMNet's AudioSet scores mapped to the vocabulary (Assets/classes.json evidence).
+        case yamnet
+        /// The AV-GAS separator's presence probabilities.
+        case separator
+        /// The larger of the two, per class.
+        case combined
+    }
+
     public let yamnet: YAMNet
     public let vocabulary: ClassVocabulary
+    /// The AV-GAS separator (per-class presence + 128-d visual embedding), when loaded.
+    public let separator: GraphNetwork?
+    public let presence: PresenceSource
     public private(set) var tracker: ClassTracker
     private var scores: [Float]
 
-    /// Loads YAMNet and the vocabulary from `assets`. Errors name the file and the problem.
-    public init(assets: URL, tracker configuration: TrackerConfiguration = TrackerConfiguration()) throws(AvgasError) {
+    /// Loads YAMNet and the vocabulary from `assets`, and the separator when `separator` is
+    /// true (required then). Errors name the file and the problem.
+    public init(assets: URL, tracker configuration: TrackerConfiguration = TrackerConfiguration(),
+                separator loadSeparator: Bool = false, presence: PresenceSource = .yamnet) throws(AvgasError) {
         let weights = assets.appendingPathComponent("models/yamnet.safetensors").path
         let labelsPath = assets.appendingPathComponent("models/yamnet_classes.txt").path
         let classesPath = assets.appendingPathComponent("classes.json")
@@ -36,6 +51,26 @@ public final class SceneListener {
             throw AvgasError("\(error)", status: .config)
         }
         scores = [Float](repeating: 0, count: vocabulary.count)
+        self.presence = loadSeparator ? presence : .yamnet
+        if loadSeparator {
+            let path = assets.appendingPathComponent("models/separator.safetensors").path
+            do {
+                let net = try GraphNetwork(path: path)
+                guard net.inputShape == [yamnet.embeddingSize], net.shape(of: "presence_logits") == [vocabulary.count],
+                      net.shape(of: "embeddings")?.first == vocabulary.count else {
+                    throw AvgasError("'\(path)' does not fit: it needs a \(yamnet.embeddingSize)-d input and \(vocabulary.count) classes", status: .config)
+                }
+                if let names = net.file.metadata["classes"], let list = try? JSONDecoder().decode([String].self, from: Data(names.utf8)),
+                   list != vocabulary.names {
+                    throw AvgasError("'\(path)' was trained for other classes than Assets/classes.json; retrain it (make train-separator)", status: .config)
+                }
+                separator = net
+            } catch let e as AvgasError { throw e } catch {
+                throw AvgasError("\(error)", status: .config)
+            }
+        } else {
+            separator = nil
+        }
     }
 
     func resetTracker() { tracker.reset() }
@@ -44,9 +79,27 @@ public final class SceneListener {
     public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
         try yamnet.forward(patch: patch)
         scores.withUnsafeMutableBufferPointer { vocabulary.scores(fromLogits: yamnet.logits, into: $0) }
+        var embeddings: UnsafeBufferPointer<Float>?
+        if let separator {
+            separator.forward(yamnet.embedding)
+            embeddings = separator.output("embeddings")
+            let logits = separator.output("presence_logits")
+            for c in 0..<scores.count {
+                let p = 1 / (1 + expf(-logits[c]))
+                switch presence {
+                case .yamnet: break
+                case .separator: scores[c] = p
+                case .combined: scores[c] = max(scores[c], p)
+                }
+            }
+        }
         scores.withUnsafeBufferPointer { tracker.update(scores: $0, time: time) }
+        let d = separator?.shape(of: "embeddings")?.last ?? 0
         let active = tracker.activeIndices
-            .map { ActiveClass(name: vocabulary.classes[$0].name, index: $0, score: tracker.states[$0].smoothed) }
+            .map { i in
+                ActiveClass(name: vocabulary.classes[i].name, index: i, score: tracker.states[i].smoothed,
+                            embedding: embeddings.map { Array(UnsafeBufferPointer(rebasing: $0[(i * d)..<((i + 1) * d)])) })
+            }
             .sorted { $0.score > $1.score }
         return (active, tracker.states.map(\.smoothed))
     }

@@ -17,6 +17,9 @@ public final class Presenter {
     public var fadeIn = 0.15, fadeOut = 1.0
     public var status: String?
     public var overlay: [String]?
+    /// Generator and composer (nil with --no-images).
+    public var imagery: Imagery?
+    private var lastImages: [String: RGBImage] = [:]
 
     public init(width: Int, height: Int, spectrogram: SpectrogramStore, text: TextRenderer = TextRenderer()) {
         renderer = FrameRenderer(text: text)
@@ -50,6 +53,14 @@ public final class Presenter {
 
         var m = FrameModel()
         m.streamTime = time
+        if let imagery {
+            let (images, mixed) = imagery.frame(scene: scene, time: time)
+            for (k, v) in images { lastImages[k] = v }
+            lastImages = lastImages.filter { cards[$0.key] != nil }
+            m.mixed = mixed
+            m.mixedCaption = imagery.mix == .composed ? "composed scene" : "paper-style mixed image"
+            for name in order { cards[name]?.image = lastImages[name] }
+        }
         let columns = max(64, min(spectrogramStore.capacity, framebuffer.width))
         spectrogramStore.copyLatest(columns, into: &spectrogram)
         m.spectrogram = spectrogram

@@ -6,7 +6,11 @@ public struct ActiveClass: Sendable, Equatable {
     public var name: String
     public var index: Int
     public var score: Float
-    public init(name: String, index: Int, score: Float) { self.name = name; self.index = index; self.score = score }
+    /// The separator's 128-d visual embedding for this class (nil without a separator).
+    public var embedding: [Float]?
+    public init(name: String, index: Int, score: Float, embedding: [Float]? = nil) {
+        self.name = name; self.index = index; self.score = score; self.embedding = embedding
+    }
 }
 
 /// What the analysis publishes for the render loop after each hop.

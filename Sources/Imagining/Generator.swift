@@ -1,0 +1,155 @@
+import Foundation
+import NeuralNet
+
+/// An RGB image produced by the generator: [height][width][3] bytes.
+public struct GeneratedImage: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    public var rgb: [UInt8]
+    public init(width: Int, height: Int, rgb: [UInt8]) { self.width = width; self.height = height; self.rgb = rgb }
+}
+
+/// Errors loading the generator or exemplar bank; descriptions name the file.
+public struct ImaginingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// The few-step generator student and its decoder, read from Assets/models/generator.safetensors
+/// (training/generator/export.py). Mirrors training/generator/sample.py:
+///
+/// - convention: x_t = (1 - t) * noise + t * data; the denoiser returns the velocity (data - noise);
+/// - one step from t to t_next: v = denoiser(x, t, emb); x_next = x + (t_next - t) v;
+///   the data estimate x1_hat = x + (1 - t) v, decoded to the preview image;
+/// - schedule: t_k = t0 + (1 - t0) k / n; fresh start t0 = 0, n = steps; a start from a latent
+///   z at strength s: t0 = 1 - s, x = t0 z + (1 - t0) noise, n = max(1, ceil(steps s)).
+///
+/// Not thread-safe: one instance per rendering thread.
+public final class GeneratorModel: @unchecked Sendable {
+    /// Live defaults chosen by the generator's evaluation (metadata "defaults").
+    public struct Defaults: Decodable, Sendable {
+        public var mode: String
+        public var steps: Int
+        public var retrieval_strength: Double
+        public var retrieval_top_k: Int
+        public var renoise_strength: Double
+        public var drift_cosine: Double
+    }
+
+    public let file: SafeTensorsFile
+    public let denoiser: ProgramNetwork
+    public let decoder: ProgramNetwork
+    public let latentShape: [Int]      // [C, 16, 16]
+    public let embeddingSize: Int
+    public let defaults: Defaults
+    public let classes: [String]
+    public var latentCount: Int { latentShape.reduce(1, *) }
+    /// Float operations of one step (denoiser + decoder).
+    public var flopsPerStep: Int { denoiser.flops + decoder.flops }
+
+    public init(path: String) throws {
+        do {
+            file = try SafeTensorsFile(path: path)
+            guard file.metadata["format"] == "avgas-generator/1" else {
+                throw ImaginingError("'\(path)' is not an avgas generator (format '\(file.metadata["format"] ?? "none")'); run make train-generator")
+            }
+            latentShape = try file.metadataJSON("latent_shape", as: [Int].self)
+            let dIn = try file.metadataJSON("denoiser.inputs", as: [String: [Int]].self)
+            let cIn = try file.metadataJSON("decoder.inputs", as: [String: [Int]].self)
+            denoiser = try ProgramNetwork(file: file, net: "denoiser", inputs: dIn.mapValues { $0.isEmpty ? [1] : $0 })
+            decoder = try ProgramNetwork(file: file, net: "decoder", inputs: cIn)
+            defaults = try file.metadataJSON("defaults", as: Defaults.self)
+            classes = try file.metadataJSON("classes", as: [String].self)
+            embeddingSize = dIn["emb"]?.first ?? 128
+            guard dIn["x"] == latentShape, cIn["z"] == latentShape, decoder.outputShape.count == 3, decoder.outputShape[0] == 3 else {
+                throw ImaginingError("'\(path)': denoiser/decoder shapes do not match latent_shape \(latentShape)")
+            }
+        } catch let e as ImaginingError { throw e } catch {
+            throw ImaginingError("\(error)")
+        }
+    }
+
+    /// One student step: x_next, x1_hat for the state x at time t.
+    /// `x`, `emb` are read; `xNext`, `x1` written ([latentCount] each).
+    public func step(x: UnsafePointer<Float>, t: Float, tNext: Float, emb: UnsafePointer<Float>,
+                     xNext: UnsafeMutablePointer<Float>, x1: UnsafeMutablePointer<Float>) {
+        let n = latentCount
+        denoiser.input("x").baseAddress!.update(from: x, count: n)
+        denoiser.input("t")[0] = t
+        denoiser.input("emb").baseAddress!.update(from: emb, count: embeddingSize)
+        denoiser.forward()
+        let v = denoiser.output
+        for i in 0..<n {
+            xNext[i] = x[i] + (tNext - t) * v[i]
+            x1[i] = x[i] + (1 - t) * v[i]
+        }
+    }
+
+    /// Decodes a (normalised) latent to an RGB image.
+    public func decode(_ z: UnsafePointer<Float>, into image: inout GeneratedImage) {
+        decoder.input("z").baseAddress!.update(from: z, count: latentCount)
+        decoder.forward()
+        let s = decoder.outputShape
+        let (h, w) = (s[1], s[2])
+        if image.width != w || image.height != h || image.rgb.count != w * h * 3 {
+            image = GeneratedImage(width: w, height: h, rgb: [UInt8](repeating: 0, count: w * h * 3))
+        }
+        let out = decoder.output
+        let plane = h * w
+        image.rgb.withUnsafeMutableBufferPointer { dst in
+            for p in 0..<plane {
+                for c in 0..<3 {
+                    dst[p * 3 + c] = UInt8(max(0, min(255, out[c * plane + p] * 255 + 0.5)))
+                }
+            }
+        }
+    }
+}
+
+/// The bank of real exemplar latents (Assets/models/exemplars.safetensors) for the
+/// retrieval-augmented mode: among entries of the slot's class (all entries if the class has
+/// none), the top-k by cosine similarity to the embedding, one drawn uniformly.
+public final class ExemplarBank: @unchecked Sendable {
+    public let latents: FloatTensor      // [N, C, 16, 16]
+    public let embeddings: FloatTensor   // [N, 128]
+    public let classIndex: [Int]         // [N]
+    public var count: Int { classIndex.count }
+
+    public init(path: String) throws {
+        do {
+            let f = try SafeTensorsFile(path: path)
+            guard f.metadata["format"] == "avgas-exemplars/1" else {
+                throw ImaginingError("'\(path)' is not an exemplar bank (format '\(f.metadata["format"] ?? "none")')")
+            }
+            latents = try f.floats("latents")
+            embeddings = try f.floats("embeddings")
+            let info = try f.info("class_index")
+            guard info.dtype == .i32, info.shape == [latents.shape[0]], embeddings.shape.first == latents.shape[0] else {
+                throw ImaginingError("'\(path)': latents, embeddings and class_index do not agree")
+            }
+            let raw = try f.bytes("class_index")
+            classIndex = (0..<info.shape[0]).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+        } catch let e as ImaginingError { throw e } catch {
+            throw ImaginingError("\(error)")
+        }
+    }
+
+    /// Index of an exemplar for `emb` (unit norm) of class `cls`.
+    public func retrieve(_ emb: UnsafePointer<Float>, classIndex cls: Int?, topK: Int, draw: Double) -> Int {
+        let d = embeddings.shape[1]
+        var cand = (0..<count).filter { cls != nil && classIndex[$0] == cls }
+        if cand.isEmpty { cand = Array(0..<count) }
+        let sims = cand.map { i -> (Int, Float) in
+            var s: Float = 0
+            let e = embeddings.pointer + i * d
+            for k in 0..<d { s += e[k] * emb[k] }
+            return (i, s)
+        }.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        let top = sims.prefix(max(1, topK))
+        return top[min(top.count - 1, Int(draw * Double(top.count)))].0
+    }
+
+    public func latent(_ i: Int) -> UnsafePointer<Float> {
+        latents.pointer + i * (latents.count / latents.shape[0])
+    }
+}

@@ -1,2 +1,0 @@
-// Image generation (generator student, scene composer) lands with the generator issue.
-public enum Imagining {}

@@ -1,0 +1,75 @@
+import Display
+import Foundation
+import Imagining
+import Listening
+
+/// How the large mixed image is made.
+public enum MixMode: String, Sendable, CaseIterable {
+    /// A scene laid out from the per-class images (SceneComposer).
+    case composed
+    /// Paper-style: generated from one embedding of the whole mixture (the presence-weighted,
+    /// normalised sum of the separated embeddings).
+    case paper
+}
+
+/// The image side of the render loop: per-class slots refined one step per frame, and the
+/// mixed image. Owned by the render thread.
+public final class Imagery {
+    public let slots: ImageSlots
+    public var mix: MixMode
+    private let layers: [String]
+    public let composeSize: Int
+    static let mixKey = "__mix__"
+    /// Seconds spent in generator steps + decoding, and in composing, and steps run.
+    public private(set) var generatorTime = 0.0
+    public private(set) var composeTime = 0.0
+    public private(set) var frames = 0
+
+    public init(model: GeneratorModel, bank: ExemplarBank?, vocabulary: ClassVocabulary, mix: MixMode,
+                mode: GenerationMode?, seed: UInt64 = 1, composeSize: Int = 256) {
+        slots = ImageSlots(model: model, bank: bank, mode: mode, seed: seed)
+        self.mix = mix
+        layers = vocabulary.classes.map(\.layer.rawValue)
+        self.composeSize = composeSize
+    }
+
+    static func rgb(_ g: GeneratedImage) -> RGBImage { RGBImage(width: g.width, height: g.height, pixels: g.rgb) }
+
+    /// Updates slots for `scene`, runs this frame's steps, returns images per class name and the mixed image.
+    public func frame(scene: Scene, time: Double) -> (cards: [String: RGBImage], mixed: RGBImage?) {
+        var requests: [ImageSlots.Request] = scene.active.compactMap { a in
+            guard let e = a.embedding else { return nil }
+            return .init(key: a.name, classIndex: a.index, score: a.score, layer: layers[a.index], embedding: e)
+        }
+        if mix == .paper, !requests.isEmpty {
+            var m = [Float](repeating: 0, count: requests[0].embedding.count)
+            for r in requests { for i in m.indices { m[i] += r.score * r.embedding[i] } }
+            let norm = max(1e-8, m.reduce(0) { $0 + $1 * $1 }.squareRoot())
+            requests.append(.init(key: Self.mixKey, classIndex: nil, score: requests.map(\.score).max() ?? 1,
+                                  layer: "middle", embedding: m.map { $0 / norm }))
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        slots.update(requests, time: time)
+        slots.advance()
+        generatorTime += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        frames += 1
+        var cards: [String: RGBImage] = [:]
+        let snaps = slots.snapshots
+        for s in snaps where s.key != Self.mixKey { if let img = s.image { cards[s.key] = Self.rgb(img) } }
+        var mixed: RGBImage?
+        switch mix {
+        case .paper:
+            mixed = snaps.first { $0.key == Self.mixKey }?.image.map(Self.rgb)
+        case .composed:
+            let items = snaps.filter { $0.active && $0.key != Self.mixKey }.compactMap { s in
+                s.image.map { SceneComposer.Item(name: s.key, image: $0, score: s.score, layer: s.layer) }
+            }
+            if !items.isEmpty {
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                mixed = Self.rgb(SceneComposer.compose(items, width: composeSize, height: composeSize))
+                composeTime += Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
+            }
+        }
+        return (cards, mixed)
+    }
+}
