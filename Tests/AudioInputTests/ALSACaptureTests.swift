@@ -1,4 +1,4 @@
-import AudioInput
+@testable import AudioInput
 import Foundation
 import TestSupport
 import XCTest
@@ -72,5 +72,14 @@ final class ALSACaptureTests: XCTestCase {
         XCTAssertThrowsError(try capture.start(into: SampleRing(storage: storage))) {
             XCTAssertEqual($0 as? AudioInputError, .unknownDevice("nosuchdevice"))
         }
+    }
+
+    /// Errors that need hardware to provoke (busy device, unsupported formats) map to their
+    /// user-facing lines; the mapping is what the CLI prints.
+    func testOpenErrorsMapToUserMessages() {
+        XCTAssertEqual(ALSACapture.openError(-EBUSY, device: "hw:1", hasLocalConfig: false), .deviceBusy("hw:1"))
+        XCTAssertTrue(AudioInputError.deviceBusy("hw:1").description.contains("busy"))
+        XCTAssertEqual(ALSACapture.openError(-ENOENT, device: "mydev", hasLocalConfig: true), .unknownDevice("mydev"))
+        XCTAssertTrue(AudioInputError.unsupportedFormat(device: "hw:1", detail: "x").description.contains("plughw"))
     }
 }
