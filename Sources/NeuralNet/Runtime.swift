@@ -43,3 +43,18 @@ public enum NeuralNetRuntime {
         }
     }
 }
+
+extension NeuralNetRuntime {
+    /// OpenBLAS reads OPENBLAS_CORETYPE only when the library loads, so a program that finds
+    /// the generic fallback kernels on a capable CPU re-executes itself once with the variable
+    /// set (the user's own setting always wins). Call first thing in `main`.
+    public static func reexecWithBetterCoreTypeIfNeeded() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OPENBLAS_CORETYPE"] == nil, env["AVGAS_NO_REEXEC"] == nil, let core = recommendedCoreType else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("AVGAS_NO_REEXEC", "1", 1)
+        let args = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", args)
+        // exec failed: carry on with the generic kernels.
+    }
+}

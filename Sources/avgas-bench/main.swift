@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "avgas-bench",
         abstract: "avgas-live benchmarks (build with -c release).",
-        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self, ListeningBench.self],
+        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self, ListeningBench.self, LiveBench.self],
         defaultSubcommand: AllBench.self)
 }
 
@@ -112,4 +112,5 @@ struct AllBench: ParsableCommand {
     }
 }
 
+NeuralNetRuntime.reexecWithBetterCoreTypeIfNeeded()
 Bench.main()

@@ -73,6 +73,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let files = try FileManager.default.contentsOfDirectory(atPath: frames).filter { $0.hasSuffix(".png") }.sorted()
         XCTAssertEqual(files.count, 31)  // t = 0.0, 0.1, ... 3.0
+        guard files.count == 31 else { return }
         XCTAssertEqual(files.first, "frame_000000.png")
         for f in [files[0], files[15], files[30]] {
             let png = try XCTUnwrap(Binary.decodePNGSize("\(frames)/\(f)"), f)
