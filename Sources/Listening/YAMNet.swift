@@ -87,14 +87,19 @@ public final class YAMNet: @unchecked Sendable {
         case measure
         /// Use this kernel everywhere (deterministic; tests use it).
         case fixed(GemmKernel)
+        /// Deterministic rule from the timings `.measure` gives on this project's machines
+        /// (avgas-bench backbone --layers): OpenBLAS for maps of more than 64 positions, the
+        /// packed FMA kernel for the small late maps. Same numbers on every run, no timing at
+        /// start-up, so file replays give identical events.
+        case sizeRule
 
-        /// `.measure` in optimised builds. Debug builds use `.fixed(.openblas)`: there the packed
-        /// kernels' SIMD code is unoptimised and measuring them would take seconds at start-up.
+        /// `.sizeRule` in optimised builds. Debug builds use `.fixed(.openblas)`: there the packed
+        /// kernels' SIMD code is unoptimised.
         public static var standard: KernelChoice {
             #if DEBUG
             .fixed(.openblas)
             #else
-            .measure
+            .sizeRule
             #endif
         }
     }
@@ -198,6 +203,7 @@ public final class YAMNet: @unchecked Sendable {
             func choose(_ time: (GemmKernel) -> UInt64) -> GemmKernel {
                 switch kernels {
                 case .fixed(let k): return k
+                case .sizeRule: return input.height * input.width <= 64 ? .packedFMA : .openblas
                 case .measure:
                     for j in 0..<input.count { ping.pointer[j] = Float(j % 17) * 0.0625 }
                     let times = GemmKernel.allCases.map { ($0, time($0)) }  // each kernel timed once
