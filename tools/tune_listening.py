@@ -262,6 +262,8 @@ def track(scores, times, cfg):
         x = np.clip(np.nan_to_num(scores[i], nan=0, posinf=0, neginf=0), 0, 1).astype(np.float32)
         sm = (sm + a * (x - sm)).astype(np.float32)
         turn_on = ~act & (sm >= on)
+        if cfg.get("fast") is not None:          # experiment: raw score >= fast turns on at once
+            turn_on |= ~act & (x >= np.float32(cfg["fast"]))
         stay = act & (sm >= off)
         turn_off = act & (sm < off) & (t - above >= cfg["hold"] - 1e-9) & (t - since >= cfg["min_on"] - 1e-9)
         since[turn_on] = t
