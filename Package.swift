@@ -54,6 +54,6 @@ let package = Package(
         .testTarget(name: "ImaginingTests", dependencies: ["Imagining", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DisplayTests", dependencies: ["Display", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Display"], exclude: ["Fixtures"]),
     ]
 )

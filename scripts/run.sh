@@ -19,6 +19,9 @@ why="no sound card"; has_card && why="no display"; (! has_card && ! has_display)
 echo "make run: $why here: rendering the demo soundscape ($DEMO) headless"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-"$BIN" --input "$DEMO" --headless --frames "$OUT/frames" --fps 10 --events "$OUT/events.jsonl" "$@"
+"$BIN" --input "$DEMO" --headless --frames "$OUT/frames" --fps 10 --events "$OUT/events.jsonl" \
+    --contact-sheet "$OUT/contact_sheet.png" --record "$OUT/demo.mp4" "$@"
 n=$(ls "$OUT/frames" | wc -l)
-echo "make run: $n frames in $OUT/frames/, events in $OUT/events.jsonl"
+echo "make run: $n frames in $OUT/frames/"
+echo "make run: contact sheet (one frame per second) in $OUT/contact_sheet.png"
+echo "make run: video in $OUT/demo.mp4, events in $OUT/events.jsonl"

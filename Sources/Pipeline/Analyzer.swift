@@ -41,6 +41,10 @@ public final class Analyzer {
     private var levelCount = 0
     private var lastScene = Scene()
     public private(set) var timings = StageTimings()
+    /// When > 0, hops are analysed in batches of this many on two threads (file replays without
+    /// images: nothing waits for single hops). Results are identical to hop-by-hop analysis.
+    public var batchHops = 0
+    private var pending: [(patch: [Float], scene: Scene)] = []
 
     public init(hopMilliseconds: Int, listener: SceneListener?, spectrogram: SpectrogramStore,
                 scenes: SceneStore, events: EventsWriter?, config: LogMelConfiguration = .init()) {
@@ -108,6 +112,11 @@ public final class Analyzer {
         sumSquares = 0; peak = 0; levelCount = 0
         if let listener {
             patch.withUnsafeMutableBufferPointer { _ = stream.latest(config.patchFrames, into: $0.baseAddress!) }
+            if batchHops > 0 {
+                pending.append((patch, scene))
+                if pending.count >= batchHops { try flush() }
+                return
+            }
             let t0 = DispatchTime.now().uptimeNanoseconds
             do {
                 let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, time: time) }
@@ -118,12 +127,38 @@ public final class Analyzer {
             }
             timings.backbone += seconds(since: t0)
         }
+        try publish(scene)
+    }
+
+    private func publish(_ s: Scene) throws(AvgasError) {
+        var scene = s
         timings.hops += 1
         scene.timings = timings
         scene.skippedSeconds = Double(skippedSamples) / Double(config.sampleRate)
         lastScene = scene
         scenes.publish(scene)
-        try events?.write(time: time, active: scene.active)
+        try events?.write(time: scene.time, active: scene.active)
+    }
+
+    /// Analyses the hops waiting in a batch and publishes them in order.
+    public func flush() throws(AvgasError) {
+        guard let listener, !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let results: [(active: [ActiveClass], smoothed: [Float])]
+        do {
+            results = try listener.analyseBatch(patches: batch.map(\.patch), times: batch.map(\.scene.time))
+        } catch let e as AvgasError { throw e } catch {
+            throw AvgasError("the listening model failed: \(error)", status: .software)
+        }
+        timings.backbone += seconds(since: t0)
+        for (item, r) in zip(batch, results) {
+            var scene = item.scene
+            scene.active = r.active
+            scene.scores = r.smoothed
+            try publish(scene)
+        }
     }
 
     /// The last published scene (for the offline driver).

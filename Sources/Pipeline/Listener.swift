@@ -1,6 +1,7 @@
 import Foundation
 import Listening
 import NeuralNet
+import Synchronization
 
 /// The listening stage of one hop: a 0.96 s log-mel patch -> YAMNet -> vocabulary scores ->
 /// tracker -> active classes. Owns its workspaces; `analyse` allocates only the small result.
@@ -77,31 +78,95 @@ public final class SceneListener {
 
     /// Runs one hop on `patch` ([96][64] log-mel) ending at stream time `time`.
     public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
+        let d = separator?.shape(of: "embeddings")?.last ?? 0
+        if hopEmbeddings.count != vocabulary.count * d { hopEmbeddings = [Float](repeating: 0, count: vocabulary.count * d) }
+        try SceneListener.score(patch: patch, yamnet: yamnet, separator: separator, vocabulary: vocabulary, presence: presence,
+                                scores: &scores, embeddings: &hopEmbeddings)
+        return track(scores: scores, embeddings: separator == nil ? nil : hopEmbeddings, time: time)
+    }
+
+    private var hopEmbeddings: [Float] = []
+
+    /// The stateless part of a hop: YAMNet, vocabulary scores, separator. `scores` [classes],
+    /// `embeddings` [classes * d] (left alone without a separator).
+    static func score(patch: UnsafeBufferPointer<Float>, yamnet: YAMNet, separator: GraphNetwork?, vocabulary: ClassVocabulary,
+                      presence: PresenceSource, scores: inout [Float], embeddings: inout [Float]) throws {
         try yamnet.forward(patch: patch)
         scores.withUnsafeMutableBufferPointer { vocabulary.scores(fromLogits: yamnet.logits, into: $0) }
-        var embeddings: UnsafeBufferPointer<Float>?
-        if let separator {
-            separator.forward(yamnet.embedding)
-            embeddings = separator.output("embeddings")
-            let logits = separator.output("presence_logits")
-            for c in 0..<scores.count {
-                let p = 1 / (1 + expf(-logits[c]))
-                switch presence {
-                case .yamnet: break
-                case .separator: scores[c] = p
-                case .combined: scores[c] = max(scores[c], p)
-                }
+        guard let separator else { return }
+        separator.forward(yamnet.embedding)
+        let e = separator.output("embeddings")
+        embeddings.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: e.baseAddress!, count: min(e.count, $0.count)) }
+        let logits = separator.output("presence_logits")
+        for c in 0..<scores.count {
+            let p = 1 / (1 + expf(-logits[c]))
+            switch presence {
+            case .yamnet: break
+            case .separator: scores[c] = p
+            case .combined: scores[c] = max(scores[c], p)
             }
         }
+    }
+
+    /// The stateful part of a hop, in stream order: tracker update and the active list.
+    func track(scores: [Float], embeddings: [Float]?, time: Double) -> (active: [ActiveClass], smoothed: [Float]) {
         scores.withUnsafeBufferPointer { tracker.update(scores: $0, time: time) }
-        let d = separator?.shape(of: "embeddings")?.last ?? 0
+        let d = embeddings.map { $0.count / max(1, vocabulary.count) } ?? 0
         let active = tracker.activeIndices
             .map { i in
                 ActiveClass(name: vocabulary.classes[i].name, index: i, score: tracker.states[i].smoothed,
-                            embedding: embeddings.map { Array(UnsafeBufferPointer(rebasing: $0[(i * d)..<((i + 1) * d)])) })
+                            embedding: embeddings.map { Array($0[(i * d)..<((i + 1) * d)]) })
             }
             .sorted { $0.score > $1.score }
         return (active, tracker.states.map(\.smoothed))
+    }
+
+    /// Second copies of the networks for `analyseBatch` (the weights are shared, memory-mapped).
+    private var helper: (YAMNet, GraphNetwork?)?
+
+    /// Analyses many hops at once, the stateless part on two threads (one network copy each),
+    /// then the tracker in order: results identical to calling `analyse` hop by hop. Used for
+    /// file replays without images, where nothing waits for individual hops.
+    public func analyseBatch(patches: [[Float]], times: [Double]) throws -> [(active: [ActiveClass], smoothed: [Float])] {
+        if helper == nil {
+            do {
+                helper = (try YAMNet(weights: yamnet.weights),
+                          try separator.map { try GraphNetwork(file: $0.file) })
+            } catch { throw AvgasError("\(error)", status: .config) }
+        }
+        let n = patches.count
+        let classes = vocabulary.count
+        let d = separator?.shape(of: "embeddings")?.last ?? 0
+        // Flat result storage, written by the two workers at disjoint rows.
+        nonisolated(unsafe) let scoreStore = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n * classes))
+        nonisolated(unsafe) let embStore = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n * classes * d))
+        defer { scoreStore.deallocate(); embStore.deallocate() }
+        let failure = Mutex<AvgasError?>(nil)
+        nonisolated(unsafe) let engines: [(YAMNet, GraphNetwork?)] = [(yamnet, separator), helper!]
+        nonisolated(unsafe) let ps = patches
+        let vocabulary = self.vocabulary, presence = self.presence
+        let half = (n + 1) / 2
+        DispatchQueue.concurrentPerform(iterations: 2) { part in
+            let range = part == 0 ? 0..<half : half..<n
+            var sc = [Float](repeating: 0, count: classes), em = [Float](repeating: 0, count: classes * d)
+            for i in range {
+                do {
+                    try ps[i].withUnsafeBufferPointer {
+                        try SceneListener.score(patch: $0, yamnet: engines[part].0, separator: engines[part].1, vocabulary: vocabulary,
+                                                presence: presence, scores: &sc, embeddings: &em)
+                    }
+                } catch {
+                    failure.withLock { $0 = AvgasError("the listening model failed: \(error)", status: .software) }
+                    return
+                }
+                (scoreStore.baseAddress! + i * classes).update(from: sc, count: classes)
+                if d > 0 { (embStore.baseAddress! + i * classes * d).update(from: em, count: classes * d) }
+            }
+        }
+        if let f = failure.withLock({ $0 }) { throw f }
+        let allScores = (0..<n).map { Array(scoreStore[($0 * classes)..<(($0 + 1) * classes)]) }
+        let allEmb = (0..<n).map { Array(embStore[($0 * classes * d)..<(($0 + 1) * classes * d)]) }
+        return (0..<n).map { track(scores: allScores[$0], embeddings: separator == nil ? nil : allEmb[$0], time: times[$0]) }
     }
 }
 

@@ -2,6 +2,8 @@ import AudioInput
 import Display
 import Features
 import Foundation
+import Imagining
+import NeuralNet
 import Listening
 import Synchronization
 
@@ -14,6 +16,8 @@ public func installStopSignalHandlers() {
     signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
     signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
     signal(SIGPIPE, SIG_IGN)
+    // A file-size limit (ulimit -f) must give a clear "File too large" error, not kill us.
+    signal(SIGXFSZ, SIG_IGN)
 }
 
 /// One validated configuration for a run, built from the command line.
@@ -43,6 +47,14 @@ public struct RunConfiguration: Sendable {
     public var contactSheetPath: String?
     /// Show the diagnostics overlay from the start (key D toggles it).
     public var overlay = false
+    /// How the mixed image is made (key M toggles).
+    public var mix: MixMode = .composed
+    /// Pure generation or retrieval-augmented (nil: the generator's measured default).
+    public var generation: GenerationMode?
+    /// What the tracker follows.
+    public var presence: SceneListener.PresenceSource = .yamnet
+    /// OpenBLAS threads for the networks (1: analysis on one core, rendering on the other).
+    public var threads = 1
     /// Where S-key screenshots go.
     public var screenshotDirectory = "."
     /// Print the summary at exit.
@@ -108,6 +120,8 @@ public final class Runner {
     private var nextSheetTime = 0.0
     private var showOverlay: Bool
     private var fpsWindow: [UInt64] = []
+    private let imagery: Imagery?
+    private var sourceStarted = false
 
     /// Opens outputs, models, input and window, in that order. Throws `AvgasError`.
     public init(_ config: RunConfiguration) throws(AvgasError) {
@@ -122,9 +136,7 @@ public final class Runner {
         contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
         showOverlay = config.overlay
         events = try config.eventsPath.map { p throws(AvgasError) in try EventsWriter(path: p) }
-        let listener = try SceneListener(assets: config.assets, tracker: config.tracker)
-        analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
-                            spectrogram: spectrogram, scenes: scenes, events: events)
+        // Input and display first: their problems are the user's to fix before any model loads.
         // Two seconds of audio: room for scheduling hiccups without dropping live input.
         ringStorage = .allocate(capacity: 1 << 15)
         ringStorage.initialize(repeating: 0)
@@ -140,7 +152,14 @@ public final class Runner {
         case .device(let name):
             var c = ALSACapture.Configuration(device: name)
             c.configText = config.alsaConfigText
-            source = ALSACapture(c)
+            let capture = ALSACapture(c)
+            // Open the device now, so a missing card or a busy device is reported before
+            // anything else; capture fills the ring while the models load.
+            do { try capture.start(into: ring) } catch let e as AudioInputError { throw AvgasError(e) } catch {
+                throw AvgasError("cannot start capture: \(error)", status: .unavailable)
+            }
+            source = capture
+            sourceStarted = true
             fileSource = nil
         }
         if !config.headless {
@@ -149,9 +168,31 @@ public final class Runner {
                                     fullscreen: config.fullscreen, displayIndex: config.displayIndex)
             } catch { throw AvgasError(error) }
         }
+        NeuralNetRuntime.setThreads(config.threads)
+        let listener = try SceneListener(assets: config.assets, tracker: config.tracker,
+                                         separator: !config.noImages, presence: config.presence)
+        var imagery: Imagery?
+        if !config.noImages {
+            let genPath = config.assets.appendingPathComponent("models/generator.safetensors").path
+            let bankPath = config.assets.appendingPathComponent("models/exemplars.safetensors").path
+            do {
+                let model = try GeneratorModel(path: genPath)
+                let bank = try ExemplarBank(path: bankPath)
+                guard model.classes == listener.vocabulary.names else {
+                    throw ImaginingError("'\(genPath)' was trained for other classes than Assets/classes.json; retrain it (make train-generator)")
+                }
+                imagery = Imagery(model: model, bank: bank, vocabulary: listener.vocabulary, mix: config.mix, mode: config.generation)
+            } catch {
+                throw AvgasError("\(error)", status: .config)
+            }
+        }
+        self.imagery = imagery
+        analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
+                            spectrogram: spectrogram, scenes: scenes, events: events)
         if !config.headless || config.framesDirectory != nil || config.recordPath != nil || config.contactSheetPath != nil {
             let size = window?.drawableSize ?? (config.width, config.height)
             presenter = Presenter(width: size.0, height: size.1, spectrogram: spectrogram)
+            presenter?.imagery = imagery
         }
         if let rec = config.recordPath, let presenter {
             do {
@@ -201,8 +242,11 @@ public final class Runner {
     /// Runs to the end. Returns the summary; throws for failures while running.
     public func run() throws(AvgasError) -> RunSummary {
         let wall0 = DispatchTime.now().uptimeNanoseconds
-        do { try source.start(into: ring) } catch let e as AudioInputError { throw AvgasError(e) } catch {
-            throw AvgasError("cannot start the input: \(error)", status: .software)
+        if !sourceStarted {
+            do { try source.start(into: ring) } catch let e as AudioInputError { throw AvgasError(e) } catch {
+                throw AvgasError("cannot start the input: \(error)", status: .software)
+            }
+            sourceStarted = true
         }
         defer { source.stop() }
         if config.isOffline {
@@ -268,6 +312,8 @@ public final class Runner {
             String(format: "%.1f fps  stream %.1f s", fps, scene.time),
             String(format: "front end %.2f ms/hop  listening %.2f ms/hop", per(t.frontEnd, t.hops), per(t.backbone, t.hops)),
             String(format: "render %.2f ms  output %.2f ms per frame", per(renderTime, frameIndex), per(outputTime, frameIndex)),
+            imagery.map { String(format: "generator %.2f ms  compose %.2f ms per frame  (%@, %@)", per($0.generatorTime, $0.frames),
+                                 per($0.composeTime, $0.frames), $0.slots.mode.rawValue, $0.mix.rawValue) } ?? "no images",
             String(format: "skipped %.2f s  dropped %.2f s  xruns %d", scene.skippedSeconds,
                    Double(source.stats.droppedSamples.load(ordering: .relaxed)) / Double(pipelineSampleRate),
                    source.stats.xruns.load(ordering: .relaxed)),
@@ -283,6 +329,8 @@ public final class Runner {
         let chunk = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4096)
         defer { chunk.deallocate() }
         let rendering = presenter != nil
+        // Nothing waits for single hops without frames: analyse hops in batches on two threads.
+        if !rendering { analyzer.batchHops = 32 }
         var nextFrameSample = 0
         let endSample = config.duration.map { Int(($0 * Double(pipelineSampleRate)).rounded()) } ?? Int.max
         while !stopRequested.load(ordering: .relaxed) {
@@ -303,6 +351,7 @@ public final class Runner {
                 usleep(100)
             }
         }
+        try analyzer.flush()
     }
 
     /// Live capture (or paced file): analysis on its own thread, rendering on this one at
@@ -359,7 +408,8 @@ public final class Runner {
                     case .screenshot: saveScreenshot()
                     case .toggleOverlay: showOverlay.toggle()
                     case .toggleRecording: toggleRecording()
-                    case .toggleMixMode: break  // mixed-image modes arrive with the generator
+                    case .toggleMixMode:
+                        if let imagery { imagery.mix = imagery.mix == .composed ? .paper : .composed }
 
                     }
                 }

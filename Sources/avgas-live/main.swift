@@ -1,6 +1,8 @@
 import ArgumentParser
 import AudioInput
 import Foundation
+import Imagining
+import NeuralNet
 import Pipeline
 
 /// avgas-live: listens, tracks which sound sources are active, and shows them.
@@ -52,8 +54,17 @@ struct AvgasLive: ParsableCommand {
     @Flag(name: .long, help: "Show the diagnostics overlay (fps, stage timings, dropped audio, overruns) from the start; key D toggles it.")
     var overlay = false
 
-    @Flag(name: .long, help: "Analysis only: do not generate images.")
+    @Flag(name: .long, help: "Analysis only: do not generate images (no separator or generator is loaded).")
     var noImages = false
+
+    @Option(name: .long, help: "Mixed image: 'composed' (a scene laid out from the per-class images) or 'paper' (generated from one embedding of the whole mixture). Key M switches.")
+    var mix: String = "composed"
+
+    @Option(name: .long, help: "Image generation: 'retrieval' (start from a re-noised real exemplar) or 'pure' (from noise). Default: the generator's measured default.")
+    var generation: String?
+
+    @Option(name: .long, help: "What decides which classes are active: 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined'.")
+    var presence: String = "yamnet"
 
     @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
     var hopMs: Int = 100
@@ -73,6 +84,9 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, help: "Folder holding models/ and classes.json (default: found next to the program, or $AVGAS_ASSETS).")
     var assets: String?
 
+    @Option(name: .long, help: "Threads for the neural networks' matrix products (OpenBLAS).")
+    var threads: Int = 1
+
     @Flag(name: .long, help: "Do not print the summary at exit.")
     var quiet = false
 
@@ -86,11 +100,19 @@ struct AvgasLive: ParsableCommand {
         guard parsedSize != nil else {
             throw ValidationError("--size must look like 1280x720, each side 64 to 8192 (got '\(size)')")
         }
+        guard (1...16).contains(threads) else { throw ValidationError("--threads must be between 1 and 16 (got \(threads))") }
         guard display >= 0 else { throw ValidationError("--display must be 0 or more (got \(display))") }
         if let duration, !(duration > 0 && duration.isFinite) {
             throw ValidationError("--duration must be a positive number of seconds (got \(duration))")
         }
         if let input, input.isEmpty { throw ValidationError("--input needs a file name") }
+        guard MixMode(rawValue: mix) != nil else { throw ValidationError("--mix must be 'composed' or 'paper' (got '\(mix)')") }
+        if let generation, GenerationMode(rawValue: generation) == nil {
+            throw ValidationError("--generation must be 'retrieval' or 'pure' (got '\(generation)')")
+        }
+        guard SceneListener.PresenceSource(rawValue: presence) != nil else {
+            throw ValidationError("--presence must be 'yamnet', 'separator' or 'combined' (got '\(presence)')")
+        }
     }
 
     var parsedSize: (Int, Int)? {
@@ -119,6 +141,10 @@ struct AvgasLive: ParsableCommand {
         c.recordPath = record
         c.contactSheetPath = contactSheet
         c.overlay = overlay
+        c.mix = MixMode(rawValue: mix) ?? .composed
+        c.generation = generation.flatMap(GenerationMode.init(rawValue:))
+        c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .yamnet
+        c.threads = threads
         return c
     }
 
@@ -151,6 +177,7 @@ struct AvgasLive: ParsableCommand {
     }
 }
 
+NeuralNetRuntime.reexecWithBetterCoreTypeIfNeeded()
 // One clear line for every error, with a distinct exit status; --help prints normally.
 do {
     var command = try AvgasLive.parseAsRoot()

@@ -34,7 +34,8 @@ final class CLITests: XCTestCase {
         let cases: [(args: [String], status: Int32, says: String)] = [
             (["--headless"], 69, "no sound card"),
             (["--headless", "--device", "nosuch"], 69, "unknown capture device 'nosuch'"),
-            ([], 69, "no display"),
+            ([], 69, "no sound card"),
+            (["--input", demo, "--no-images"], 69, "no display"),
             (["--input", dir.appendingPathComponent("missing.wav").path, "--headless"], 66, "does not exist"),
             (["--input", dir.path, "--headless"], 66, "is a directory"),
             (["--input", empty, "--headless"], 66, "is empty"),
@@ -69,7 +70,7 @@ final class CLITests: XCTestCase {
         let frames = dir.appendingPathComponent("frames").path
         let events = dir.appendingPathComponent("events.jsonl").path
         let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--frames", frames, "--fps", "10",
-                                              "--duration", "3", "--size", "640x360", "--events", events])
+                                              "--duration", "3", "--size", "640x360", "--events", events, "--no-images"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let files = try FileManager.default.contentsOfDirectory(atPath: frames).filter { $0.hasSuffix(".png") }.sorted()
         XCTAssertEqual(files.count, 31)  // t = 0.0, 0.1, ... 3.0
@@ -115,7 +116,7 @@ final class CLITests: XCTestCase {
         }
         """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
         let events = home.appendingPathComponent("e.jsonl").path
-        let r = try Binary.run("avgas-live", ["--device", "democap", "--headless", "--duration", "2.5", "--events", events],
+        let r = try Binary.run("avgas-live", ["--device", "democap", "--headless", "--duration", "2.5", "--events", events, "--no-images"],
                                environment: ["HOME": home.path], timeout: 120)
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
@@ -146,7 +147,7 @@ final class OutputTests: XCTestCase {
         let video = dir.appendingPathComponent("v.mp4").path
         let sheet = dir.appendingPathComponent("sheet.png").path
         let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--duration", "3", "--fps", "10", "--size", "320x180",
-                                              "--record", video, "--contact-sheet", sheet])
+                                              "--record", video, "--contact-sheet", sheet, "--no-images"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try Self.probeFrames(video), 31)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("v.part.mp4").path))
@@ -166,7 +167,7 @@ final class OutputTests: XCTestCase {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
             p.arguments = ["--input", demo, "--headless", "--realtime", "--fps", "10", "--size", "320x180",
-                           "--record", video, "--events", events, "--quiet"]
+                           "--record", video, "--events", events, "--quiet", "--no-images"]
             p.standardError = FileHandle.nullDevice
             try p.run()
             // Signal once the run is well under way (start-up time varies with machine load).

@@ -14,7 +14,7 @@ final class WindowTests: XCTestCase {
         let shot = dir.appendingPathComponent("shot.png").path
         let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
         let script = """
-        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 6 --size 1280x720 --quiet &
+        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 6 --size 1280x720 --quiet --no-images &
         pid=$!
         sleep 4.5
         import -window root "\(shot)"

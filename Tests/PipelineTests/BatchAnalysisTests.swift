@@ -1,0 +1,38 @@
+import AudioInput
+import Foundation
+import Pipeline
+import TestSupport
+import XCTest
+
+/// Batched two-thread analysis (file replays without images) gives exactly the events of
+/// hop-by-hop analysis.
+final class BatchAnalysisTests: XCTestCase {
+    func testBatchedEqualsHopByHop() throws {
+        let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+        let audio = Array(try FileSource(path: demo).readAll().prefix(16_000 * 8))
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var texts: [String] = []
+        for batch in [0, 7] {
+            let listener = try SceneListener(assets: TestPaths.repoRoot.appendingPathComponent("Assets"))
+            let path = dir.appendingPathComponent("e\(batch).jsonl").path
+            let events = try EventsWriter(path: path)
+            let analyzer = Analyzer(hopMilliseconds: 100, listener: listener, spectrogram: SpectrogramStore(capacity: 64),
+                                    scenes: SceneStore(), events: events)
+            analyzer.batchHops = batch
+            try audio.withUnsafeBufferPointer { a in
+                var o = 0
+                while o < a.count {
+                    let n = min(1000, a.count - o)
+                    try analyzer.consume(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
+                    o += n
+                }
+            }
+            try analyzer.flush()
+            texts.append(try String(contentsOfFile: path, encoding: .utf8))
+        }
+        XCTAssertEqual(texts[0].split(separator: "\n").count, 71)  // hops ending at 0.96 s + k * 0.1 s up to 8 s
+        XCTAssertEqual(texts[0], texts[1])
+        XCTAssertTrue(texts[0].contains("dog barking"))
+    }
+}
