@@ -1,9 +1,10 @@
 import Foundation
 
-/// A seeded Gaussian noise source (SplitMix64 + Box-Muller), so runs are reproducible.
+/// A seeded random source (SplitMix64; Gaussian values by Box-Muller), so runs and benchmark
+/// inputs are reproducible. tools/tune_listening.py mirrors it for the listening benchmark.
 public struct NoiseSource: Sendable {
     private var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    public init(seed: UInt64) { state = seed }
     public mutating func nextUInt64() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
@@ -13,6 +14,11 @@ public struct NoiseSource: Sendable {
     }
     /// Uniform in [0, 1).
     public mutating func uniform() -> Double { Double(nextUInt64() >> 11) / Double(1 << 53) }
+    /// One standard normal value (the cosine branch of Box-Muller).
+    public mutating func gaussian() -> Double {
+        let u = max(uniform(), 1e-12), v = uniform()
+        return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+    }
     public mutating func fill(_ p: UnsafeMutablePointer<Float>, count: Int) {
         var i = 0
         while i < count {

@@ -2,6 +2,7 @@
 // float graph, with 1 and 2 threads, in one run on one machine.
 import ArgumentParser
 import Foundation
+import Imagining
 import Listening
 import NeuralNet
 
@@ -67,8 +68,8 @@ struct BackboneBench: ParsableCommand {
             throw ValidationError("\(error) (run `make models`).")
         }
         // A plausible log-mel patch (log(mel + 1e-6) spans about -13.8 .. 3); values do not change the timing.
-        var rng = SplitMix64(seed: 0)
-        let patch = (0..<net.patchCount).map { _ in Float(rng.nextUnit() * 14 - 12) }
+        var rng = NoiseSource(seed: 0)
+        let patch = (0..<net.patchCount).map { _ in Float(rng.uniform() * 14 - 12) }
 
         var swift: [Timing] = []
         for t in threads {
@@ -163,19 +164,4 @@ struct BackboneBench: ParsableCommand {
             throw OrtFailure(description: "tools/bench_onnxruntime.py printed no valid JSON: \(error)")
         }
     }
-}
-
-/// Small deterministic generator so the benchmark input is the same on every run.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }

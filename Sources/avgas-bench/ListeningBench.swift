@@ -3,6 +3,7 @@
 import ArgumentParser
 import AudioInput
 import Foundation
+import Imagining
 import Pipeline
 
 struct ListeningBench: ParsableCommand {
@@ -50,7 +51,7 @@ struct ListeningBench: ParsableCommand {
         let list = try JSONDecoder().decode(Clips.self, from: Data(contentsOf: dir.appendingPathComponent("clips.json"))).clips
         var hits = 0, wrong = 0
         var latencies: [Double] = []
-        var rng = SplitMix(seed: 7)
+        var rng = NoiseSource(seed: 7)
         for c in list {
             let clip = try FileSource(path: dir.appendingPathComponent(c.file).path).readAll()
             let lead = 32_000
@@ -81,23 +82,5 @@ struct ListeningBench: ParsableCommand {
         if !latencies.isEmpty {
             print(String(format: "| 90th percentile onset latency | %.2f s | |", latencies[min(latencies.count - 1, latencies.count * 9 / 10)]))
         }
-    }
-}
-
-/// A small seeded generator, so benchmark inputs are identical run to run.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func gaussian() -> Double {
-        let u = max(uniform(), 1e-12), v = uniform()
-        return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
     }
 }
