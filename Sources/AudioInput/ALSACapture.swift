@@ -217,6 +217,9 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
 
     private func openDevice() throws(AudioInputError) {
         let name = configuration.device
+        // An injected unplug fails opening too, as a missing device does (without this the
+        // retry loop "reopened" a gone device every interval and flapped back to running).
+        if faults.isDeviceGone { throw Self.openError(-ENODEV, device: name, hasLocalConfig: true) }
         var handle: OpaquePointer?
         var rc: Int32
         if let text = configuration.configText {

@@ -1,0 +1,8 @@
+// libFuzzer entry point for the safetensors parser (built only by `make fuzz`, never by SwiftPM).
+import Foundation
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ bytes: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    FuzzHarness.run("safetensors", Data(bytes: bytes, count: size))
+    return 0
+}
