@@ -43,13 +43,16 @@ public enum PNGWriter {
         let ok = rgb.withUnsafeBufferPointer { b in
             png_image_write_to_file(&image, tmp, 0, b.baseAddress, png_int_32(width * 3), nil)
         }
+        // Read errno before anything else can change it (our unlink below fails with ENOENT
+        // because libpng already removed its file, which used to hide EFBIG/ENOSPC).
+        let writeErrno = errno
         if ok == 0 {
             let msg = withUnsafeBytes(of: image.message) { raw in
                 String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
             }
             png_image_free(&image)
             unlink(tmp)
-            let reason = errno != 0 ? String(cString: strerror(errno)) : msg
+            let reason = writeErrno != 0 ? String(cString: strerror(writeErrno)) : msg
             throw .cannotWrite(path: path, detail: reason.isEmpty ? msg : reason)
         }
         if rename(tmp, path) != 0 {
