@@ -9,7 +9,7 @@ an image classifier on frozen EfficientNet-Lite0 features trained on real train 
 - Per-class image accuracy: judge top-1 of each generated image against its class (averaged
   over images; the per-class breakdown is in the metrics json).
 - Diversity: mean pairwise cosine distance of the judge backbone's pooled features
-  (EfficientNet-Lite0, 1280-d) between samples for the same embedding and different noise.
+  (frozen EfficientNet-Lite0; the judge's own feature vector) between samples for the same embedding and different noise.
 - Nearest-training-image distance: cosine distance, in the same feature space, from a sample
   to its nearest train-split image (real held-out test images give the reference value).
 
@@ -84,32 +84,48 @@ class Judge:
             opt.zero_grad(); loss.backward(); opt.step()
         self.lin = lin.eval()
 
-    def scores(self, imgs_u8):
+    def _backbone(self, imgs_u8):
         if self.mod is None:
-            f = (self.enc.features(imgs_u8) - self.mu) / self.sd
+            return self.enc.features(imgs_u8)
+        return self.model.features(imgs_u8)
+
+    def _head(self, f):
+        if self.mod is None:
             with torch.no_grad():
-                return torch.softmax(self.lin(torch.from_numpy(f.astype(np.float32))), 1).numpy()
-        out = []
-        for i in range(0, len(imgs_u8), 64):
-            try:
-                s = self.mod.judge_scores(imgs_u8[i:i + 64], self.model)
-            except TypeError:
-                s = self.mod.judge_scores(imgs_u8[i:i + 64])
-            out.append(np.asarray(s))
-        s = np.concatenate(out)
+                return torch.softmax(self.lin(torch.from_numpy(((f - self.mu) / self.sd).astype(np.float32))), 1).numpy()
+        from scipy.special import expit
+        return expit(self.model.head(f))
+
+    def _run(self, imgs_u8):
+        """Backbone features once per distinct image (cached by content hash)."""
+        import hashlib
+        cache = self.__dict__.setdefault("_cache", {})
+        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in imgs_u8]
+        todo = [i for i, k in enumerate(keys) if k not in cache]
+        for b in range(0, len(todo), 32):
+            ii = todo[b:b + 32]
+            f = self._backbone(np.stack([imgs_u8[i] for i in ii]))
+            for i, fi in zip(ii, f):
+                cache[keys[i]] = fi
+        return np.stack([cache[k] for k in keys]) if keys else np.zeros((0, 1))
+
+    def scores(self, imgs_u8):
+        s = np.asarray(self._head(self._run(imgs_u8)))
         return s[:, self.perm] if self.perm is not None else s
+
+    def features(self, imgs_u8):
+        f = self._run(imgs_u8)
+        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-8)
 
 
 class Features:
-    """Judge backbone features (EfficientNet-Lite0 pooled, L2-normalised)."""
+    """The judge's feature space: its frozen backbone's pooled features, L2-normalised."""
 
-    def __init__(self):
-        from training.avgas import visual
-        self.enc = visual.Encoder()
+    def __init__(self, judge):
+        self.judge = judge
 
     def __call__(self, imgs_u8):
-        f = self.enc.features(imgs_u8)
-        return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-8)
+        return self.judge.features(imgs_u8)
 
 
 def crs_r2(scores, class_sets, classes):
@@ -238,6 +254,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
+
+    def log(what):
+        print(f"[eval {time.time() - t_start:6.0f} s] {what}", flush=True)
     run, rep = Path(args.run), Path(args.reports)
     rep.mkdir(parents=True, exist_ok=True)
     cfg = json.load(open(run / "config.json"))
@@ -248,7 +267,7 @@ def main(argv=None):
     sel = select_exemplars(L, classes, args.per_class_exemplars)
     gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
     judge = Judge(classes, args.data)
-    feats = Features()
+    feats = Features(judge)
     M = {"headline": {}, "judge": judge.name}
     lines = []
 
@@ -261,6 +280,7 @@ def main(argv=None):
     imgs = data.load_images(args.data, rows)
     split = L["splits"]
     tr, te = split == "train", split == "test"
+    log('F_real = feats(imgs)')
     F_real = feats(imgs)
     F_tr = F_real[tr]
     test_idx = np.flatnonzero(te)
@@ -286,6 +306,7 @@ def main(argv=None):
     acc_rec, _ = top1_acc(judge.scores(rec), test_cls, classes)
     M["judge_ae_reconstruction_top1"] = acc_rec
 
+    log('# ---- per-class image accuracy from real-image embeddings')
     # ---- per-class image accuracy from real-image embeddings (test split, held out)
     modes = {}
     modes["teacher (16 Euler steps, guidance 2.5)"] = gen.teacher_imgs(emb_test, 1)
@@ -306,6 +327,7 @@ def main(argv=None):
     M["real_embeddings"] = res_real
     M["real_test_nn_dist"] = float(nn_ref.mean())
 
+    log('# ---- diversity:')
     # ---- diversity: 24 test embeddings x 4 noises
     rs = np.random.default_rng(0)
     div_idx = rs.choice(len(test_idx), size=min(24, len(test_idx)), replace=False)
@@ -326,6 +348,7 @@ def main(argv=None):
     div["real images, same class (reference)"] = mean_pairwise_dist(F_real, ref_groups)
     M["diversity"] = div
 
+    log('# ---- grids')
     # ---- grids (per class: first test image of each class)
     first = {}
     for k, c in enumerate(test_cls):
@@ -353,6 +376,7 @@ def main(argv=None):
     grid_image(drows, [test_cls[div_idx[k]] for k in range(6)], ["s4 n1", "s4 n2", "s4 n3", "s4 n4", "ret n1", "ret n2", "ret n3", "ret n4"],
                rep / "generator_diversity.png")
 
+    log('# ---- separated embeddings and mixtures')
     # ---- separated embeddings and mixtures
     mix = mixture_eval(args, gen, judge, feats, classes, layers, M, nn_dist, rep)
 

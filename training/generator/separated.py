@@ -106,7 +106,7 @@ def evaluate(sep, gen, judge, feats, classes, layers, M, nn_dist, rep, limit=0):
             comp_r.append((compose.compose(items_r) * 255 + 0.5).astype(np.uint8))
             comp_s.append((compose.compose(items_s) * 255 + 0.5).astype(np.uint8))
             sets.append(C)
-            if len(examples) < 8 and (n_src == 2 or len(examples) >= 5):
+            if (n_src == 2 and len(examples) < 5) or (n_src == 3 and len(examples) < 8):
                 examples.append((m_i, n_src, C, [u8["retrieval"][pos + j] for j in range(len(C))], None))
             pos += len(C)
         paper = to_uint8(gen.student_imgs(torch.from_numpy(np.stack(paper_e)), 13, 4))
