@@ -103,6 +103,9 @@ def main(argv=None):
     C = cfg["latent_ch"]
     fl = flops(cfg, den, dec)
     metrics = json.load(open(args.metrics)) if Path(args.metrics).exists() else {}
+    defaults = dict(DEFAULTS)
+    if "default" in metrics:
+        defaults["mode"] = metrics["default"]["mode"]
     tensors = {f"denoiser.{k}": v for k, v in den.state_numpy().items()}
     tensors.update({f"decoder.{k}": v for k, v in dec.state_numpy().items()})
     meta = {
@@ -128,7 +131,7 @@ def main(argv=None):
         "tensor_prefixes": "denoiser.<param>.weight|bias, decoder.<param>.weight|bias",
         "ops": json.dumps(arch.OPS),
         "ops_doc": arch.__doc__.split("Ops (")[1].split("The network's output")[0].strip(),
-        "defaults": json.dumps(DEFAULTS),
+        "defaults": json.dumps(defaults),
         "classes": json.dumps(classes),
         "hparams": json.dumps(cfg),
         "training_commit": git_commit(),

@@ -56,6 +56,7 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
     L.append("\n![losses](generator_losses.png)\n")
 
     L.append("## Judge reference\n")
+    L.append(f"- Judge: {M.get('judge')}")
     L.append(f"- Judge top-1 on real held-out test images: {fmt(M.get('judge_real_test_top1'))}")
     L.append(f"- Judge top-1 on autoencoder reconstructions of those images (ceiling for anything decoded): "
              f"{fmt(M.get('judge_ae_reconstruction_top1'))}\n")
@@ -109,7 +110,13 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
     for t in M.get("targets", []):
         L.append(f"- {t}")
     L.append("")
-    L.append(f"## Live defaults\n\n`{json.dumps(DEFAULTS)}` (also in generator.safetensors metadata `defaults`).\n")
+    d = dict(DEFAULTS)
+    if "default" in M:
+        d["mode"] = M["default"]["mode"]
+        L.append(f"## Live default\n\nRule: the mode with the higher judge top-1 on {M['default']['basis']} "
+                 f"(pure student 4 steps {M['default']['judge_top1_pure_student4']:.3f} vs retrieval "
+                 f"{M['default']['judge_top1_retrieval']:.3f}) -> **{d['mode']}**.\n")
+    L.append(f"Defaults written to generator.safetensors metadata `defaults`: `{json.dumps(d)}`.\n")
     notes = rep / "generator_notes.md"
     if notes.exists():
         L.append(notes.read_text())
