@@ -416,7 +416,7 @@ def decide_default_and_targets(M):
              f"{'MET' if best_student >= 0.8 else 'NOT met'}; within 5 points of the teacher ({teacher:.3f}): "
              f"{'MET' if best_student >= teacher - 0.05 else 'NOT met'}.")
     mx = M.get("mixtures", {})
-    keys = {k[:4]: k for k in mx if isinstance(mx.get(k), dict)}
+    keys = {k[:4]: k for k in mx if isinstance(mx.get(k), dict) and "crs2" in mx[k]}
     if "(i) " in keys and "(iii" in keys:
         p, q = mx[keys["(i) "]], mx[keys["(iii"]]
         H.update({"crs2_paper": p["crs2"], "r2_paper": p["r2"], "crs2_ablation": q["crs2"], "r2_ablation": q["r2"]})

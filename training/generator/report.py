@@ -101,6 +101,8 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
         for k, v in mx.items():
             if isinstance(v, dict) and "crs2" in v:
                 L.append(f"| {k} | {fmt(v['crs2'])} | {fmt(v['r2'])} | {fmt(v.get('crs3'))} |")
+            elif isinstance(v, dict) and "missing" in v:
+                L.append(f"| {k} | not evaluated: {v['missing']} | | |")
         L.append("")
         for k in ("note",):
             if k in mx:
