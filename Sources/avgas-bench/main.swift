@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "avgas-bench",
         abstract: "avgas-live benchmarks (build with -c release).",
-        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self, ListeningBench.self, LiveBench.self],
+        subcommands: [AllBench.self, FrontendBench.self, BackboneBench.self, ListeningBench.self, LiveBench.self, SoakBench.self],
         defaultSubcommand: AllBench.self)
 }
 
