@@ -55,13 +55,20 @@ fuzz: fuzz-build
 SAN_FILTER := AudioInputTests|PipelineTests
 sanitize: sanitize-thread sanitize-address
 
+# Besides the unit tests, the instrumented binary itself runs a paced file with frames (file
+# thread -> ring -> analysis thread -> SceneStore -> render loop): any report fails the run.
+SAN_RUN_ARGS := --input Assets/demo/soundscape.wav --realtime --headless --no-images --size 320x180 --fps 10 --duration 4 --quiet
 sanitize-thread: deps
 	$(SWIFT) build --build-tests -Xswiftc -sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(SWIFT) test --skip-build --scratch-path .build-tsan --filter '$(SAN_FILTER)'
+	rm -rf .build-tsan/frames && TSAN_OPTIONS="halt_on_error=1 exitcode=66" .build-tsan/debug/avgas-live $(SAN_RUN_ARGS) --frames .build-tsan/frames
+	@echo "sanitize-thread: clean"
 
 sanitize-address: deps
 	$(SWIFT) build --build-tests -Xswiftc -sanitize=address --scratch-path .build-asan
 	ASAN_OPTIONS="detect_leaks=0" $(SWIFT) test --skip-build --scratch-path .build-asan --filter '$(SAN_FILTER)'
+	rm -rf .build-asan/frames && ASAN_OPTIONS="detect_leaks=0" .build-asan/debug/avgas-live $(SAN_RUN_ARGS) --frames .build-asan/frames
+	@echo "sanitize-address: clean"
 
 soak: deps
 	$(SWIFT) build -c release --product avgas-bench
