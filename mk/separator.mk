@@ -26,11 +26,15 @@ $(SEP_FEAT)/audio_train.npz: | pyenv-torch yamnet-float-onnx
 	$(VPY) -m training.avgas.features train --data data --rank 0 --world $(SEP_WORLD); wait
 	$(VPY) -m training.avgas.features train --data data --rank 0 --world 1
 
-separator-features: $(SEP_FEAT)/audio_train.npz
+# Validation mixtures (like the fixed test sets, from val-split recordings) for presence thresholds.
+$(SEP_FEAT)/audio_val_clips.npz: | pyenv-torch yamnet-float-onnx
+	$(VPY) -m training.avgas.features valclips --data data
+
+separator-features: $(SEP_FEAT)/audio_train.npz $(SEP_FEAT)/audio_val_clips.npz
 
 train-separator: visual-embeddings separator-features
 	$(VPY) -m training.avgas.judge train --data data --threads $(SEP_THREADS)
 	$(VPY) -m training.avgas.train --data data --threads $(SEP_THREADS)
 
-eval-separator: | pyenv-torch
+eval-separator: $(SEP_FEAT)/audio_val_clips.npz | pyenv-torch
 	$(VPY) -m training.avgas.evaluate --data data --threads $(SEP_THREADS)

@@ -83,30 +83,40 @@ def retrieval(q, cls_true, img_emb, img_y, k=5):
     return h1, hk, top
 
 
-def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)):
-    """Presence threshold maximising macro F1 on the validation windows (val split recordings,
-    data/features/audio_val.npz); written into the separator's metadata (presence_threshold)."""
-    import sys
-    sys.path.insert(0, str(ROOT / "tools"))
-    import safetensors_io
-    z = np.load(Path(data) / "features/audio_val.npz")
-    cls = z["stem_cls"]
-    T = np.zeros((len(cls), 46), bool)
+def _truth(cls, K=46):
+    T = np.zeros((len(cls), K), bool)
     for j in range(cls.shape[1]):
         m = cls[:, j] >= 0
         T[np.where(m)[0], cls[m, j]] = True
+    return T
+
+
+def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)):
+    """Presence thresholds (separator alone, and fused with the YAMNet mapping) maximising the mean
+    clip-level macro F1 over validation mixtures of 1, 2 and 3 sources (built like the test sets from
+    val-split recordings: data/features/audio_val_clips.npz, `features valclips`); written into the
+    separator's metadata (presence_threshold, fused_presence)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import safetensors_io
+    z = np.load(Path(data) / "features/audio_val_clips.npz")
     t, meta = safetensors_io.load(PATHS["separator"])
-    p = sigmoid(run_graph(t, json.loads(meta["architecture"]), z["mix_emb"])["presence_logits"])
-    scores = {th: f1_table(p >= th, T)[1] for th in grid}
+    arch = json.loads(meta["architecture"])
+    sets = []
+    for k in (1, 2, 3):
+        e = z[f"emb{k}"]
+        M, P, D = e.shape
+        p = sigmoid(run_graph(t, arch, e.reshape(M * P, D))["presence_logits"]).reshape(M, P, -1)
+        ym = yamnet_mapping_scores(z[f"logits{k}"])
+        sets.append((p.max(1), (1 - (1 - p) * (1 - ym)).max(1), _truth(z[f"cls{k}"])))
+    scores = {th: float(np.mean([f1_table(s_ >= th, T)[1] for s_, _, T in sets])) for th in grid}
+    fscores = {th: float(np.mean([f1_table(f_ >= th, T)[1] for _, f_, T in sets])) for th in grid}
     best = max(scores, key=scores.get)
-    ym = yamnet_mapping_scores(z["mix_logits"])
-    fused = 1 - (1 - p) * (1 - ym)
-    fscores = {th: f1_table(fused >= th, T)[1] for th in grid}
     fbest = max(fscores, key=fscores.get)
     meta["fused_presence"] = json.dumps({"rule": "1 - (1 - sigmoid(presence_logit_c)) * (1 - yamnet_mapping_score_c) >= threshold",
-                                         "threshold": fbest, "val_window_macro_f1": {str(k): round(v, 4) for k, v in fscores.items()}})
+                                         "threshold": fbest, "val_clip_macro_f1": {str(k): round(v, 4) for k, v in fscores.items()}})
     meta["presence_threshold"] = str(best)
-    meta["presence_threshold_selection"] = json.dumps({"val_window_macro_f1": {str(k): round(v, 4) for k, v in scores.items()}})
+    meta["presence_threshold_selection"] = json.dumps({"val_clip_macro_f1_mean_1_2_3_src": {str(k): round(v, 4) for k, v in scores.items()}})
     safetensors_io.save(PATHS["separator"], {k: np.array(v) for k, v in t.items()}, meta)
     return best, scores, fbest, fscores
 
@@ -278,12 +288,12 @@ def write_report(res, names, report):
          f"Ablation: {int(ameta['flops_per_hop']):,} FLOP. Training: separator {smeta['training']}; "
          f"ablation {ameta['training']}. Commit {smeta['training_commit'][:10]}.", "",
          "## Presence (clip level, macro F1 over classes present in the set)", "",
-         f"Separator threshold {res['threshold']} on sigmoid(presence), chosen on the validation windows "
-         f"(val-split recordings; macro F1 per threshold: {thv}). YAMNet mapping threshold 0.45 (fixed, the Swift rule).", "",
+         f"Separator threshold {res['threshold']} on sigmoid(presence), chosen on validation mixtures "
+         f"(4 s, 1-3 sources, val-split recordings, 60 each; mean clip-level macro F1 per threshold: {thv}). YAMNet mapping threshold 0.45 (fixed, the Swift rule).", "",
          "| mixtures | classes | separator | YAMNet label mapping (noisy-OR, 0.45) | fused (noisy-OR of both) |", "|---|---|---|---|---|"]
     for k in (1, 2, 3):
         L.append(f"| {k}-source | {pr[k]['classes']} | {pr[k]['separator_macro_f1']:.3f} | {pr[k]['yamnet_mapping_macro_f1']:.3f} | {pr[k]['fused_macro_f1']:.3f} |")
-    L += ["", f"Fused: 1 - (1 - p_separator)(1 - s_mapping) >= {res['fused_threshold']} (threshold chosen on the validation windows)."]
+    L += ["", f"Fused: 1 - (1 - p_separator)(1 - s_mapping) >= {res['fused_threshold']} (threshold chosen on the same validation mixtures)."]
     L += ["", "## Audio-to-image retrieval (class-level hit among all test images)", "",
           "| mixtures | queries | separator R@1 | ablation R@1 | separator R@5 | ablation R@5 | class-prior control R@1 / R@5 | separator, predicted slots R@1 |",
           "|---|---|---|---|---|---|---|---|"]
@@ -303,8 +313,16 @@ def write_report(res, names, report):
     d2 = rt[2]["separator_R@1"] - rt[2]["ablation_R@1"]
     d1 = rt[1]["separator_R@1"] - rt[1]["ablation_R@1"]
     f2, y2 = pr[2]["separator_macro_f1"], pr[2]["yamnet_mapping_macro_f1"]
-    L += [f"- Separator beats the ablation on 2-source R@1 clearly: {d2 * 100:+.1f} points -> {'met' if d2 >= 0.05 else 'NOT met'}.",
-          f"- Within 5 points of the ablation on single sources: {d1 * 100:+.1f} points -> {'met' if d1 >= -0.05 else 'NOT met'}.",
+    p2 = rt[2]["separator_predicted_slots_R@1"] - rt[2]["ablation_R@1"]
+    p1 = rt[1]["separator_predicted_slots_R@1"] - rt[1]["ablation_R@1"]
+    c2 = rt[2]["separator_R@1"] - rt[2]["class_prior_R@1"]
+    L += [f"- Separator beats the ablation on 2-source R@1 clearly: true-class slots {d2 * 100:+.1f} points "
+          f"({'met' if d2 >= 0.05 else 'NOT met'} as defined), BUT the audio-independent class-prior control is "
+          f"{c2 * 100:+.1f} points from the separator, i.e. the margin comes from the class slot, not from the audio; "
+          f"with the separator's own predicted slots the margin is {p2 * 100:+.1f} points "
+          f"({'clear' if p2 >= 0.05 else 'not clear'}).",
+          f"- Within 5 points of the ablation on single sources: true-class slots {d1 * 100:+.1f} points; predicted "
+          f"slots {p1 * 100:+.1f} points -> {'met' if min(d1, p1) >= -0.05 else 'NOT met'}.",
           f"- Presence macro F1 on 2-source mixtures >= 0.8: {f2:.3f} -> {'met' if f2 >= 0.8 else 'NOT met'}; "
           f">= YAMNet mapping ({y2:.3f}): {'met' if f2 >= y2 else 'NOT met'}.",
           f"- FLOPs < 20 M per hop: {int(smeta['flops_per_hop']) / 1e6:.2f} M -> {'met' if int(smeta['flops_per_hop']) < 2e7 else 'NOT met'}.",

@@ -184,8 +184,18 @@ def build_train_cache(data: str, split: str, n: int, seed: int, out: Path, threa
              classes=np.array(names), split=split, seed=seed)
 
 
-def build_eval_cache(data: str, out: Path, threads: int = 1, hop_frames: int = 48):
-    ds_root = Path(data) / "mixtures"
+def build_val_clip_cache(data: str, out: Path, threads: int = 1, n: int = 60):
+    """Validation mixtures built like the fixed test sets (loaders.write_eval_set, 4 s, no
+    augmentation) but from the val split, for choosing clip-level presence thresholds."""
+    root = Path(out).parent / "val_mixtures"
+    ds = loaders.Dataset(data)
+    for k in (1, 2, 3):
+        loaders.write_eval_set(ds, root / f"eval_{k}src", n=n, n_sources=k, seed=100 + k, split="val")
+    build_eval_cache(data, out, threads, root=root)
+
+
+def build_eval_cache(data: str, out: Path, threads: int = 1, hop_frames: int = 48, root=None):
+    ds_root = Path(root) if root else Path(data) / "mixtures"
     names, cidx = class_index()
     yam = Yamnet(threads=threads)
     res = {}
@@ -212,7 +222,7 @@ def build_eval_cache(data: str, out: Path, threads: int = 1, hop_frames: int = 4
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["train", "eval", "all"])
+    ap.add_argument("what", choices=["train", "eval", "valclips", "all"])
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default=None)
     ap.add_argument("--n-train", type=int, default=24000)
@@ -226,6 +236,8 @@ def main(argv=None):
     t = time.time()
     if a.what in ("eval", "all"):
         build_eval_cache(a.data, out / "audio_eval.npz", a.threads)
+    if a.what in ("valclips", "all"):
+        build_val_clip_cache(a.data, out / "audio_val_clips.npz", a.threads)
     if a.what in ("train", "all"):
         build_train_cache(a.data, "val", a.n_val, 1, out / "audio_val.npz", a.threads, rank=a.rank, world=a.world)
         build_train_cache(a.data, "train", a.n_train, 0, out / "audio_train.npz", a.threads, rank=a.rank, world=a.world)
