@@ -31,7 +31,7 @@ REPORT = ROOT / "training/reports/separator.md"
 
 
 def sigmoid(x):
-    return 1 / (1 + np.exp(-x))
+    return 1 / (1 + np.exp(-np.clip(x, -60, 60)))
 
 
 def yamnet_mapping_scores(logits, classes_json=ROOT / "Assets/classes.json",

@@ -44,7 +44,7 @@ class Judge:
         return x @ self.t["out.weight"].T + self.t["out.bias"]
 
     def scores(self, images: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-self.head(self.features(images))))
+        return 1 / (1 + np.exp(-np.clip(self.head(self.features(images)), -60, 60)))
 
 
 _CACHE = {}
