@@ -46,7 +46,7 @@ fuzz: fuzz-build
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; cp -n Tests/Fuzz/corpus/$$t/* $(FUZZ_BUILD)/corpus/$$t/ 2>/dev/null || true; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_BUILD)/fuzz-$$t $(FUZZ_BUILD)/corpus/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
-	    -timeout=10 -max_len=65536 -print_final_stats=1 \
+	    -timeout=10 -max_len=65536 -print_final_stats=1 -dict=fuzz/json.dict \
 	    -artifact_prefix=Tests/Fuzz/corpus/$$t/crash- 2>&1 | tee $(FUZZ_BUILD)/$$t.log | grep -E '^(#[0-9]+ +DONE|==[0-9]+==ERROR|stat::number_of_executed_units|stat::peak_rss|Done )' ; \
 	  if grep -q -E '==[0-9]+==ERROR|deadly signal|Fatal error' $(FUZZ_BUILD)/$$t.log; then echo "fuzz $$t: CRASH (input in Tests/Fuzz/corpus/$$t/)"; exit 1; fi; \
 	done; echo "fuzz: no crashes"
