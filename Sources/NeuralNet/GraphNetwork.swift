@@ -66,6 +66,8 @@ public final class GraphNetwork: @unchecked Sendable {
         name = g.name
         inputShape = g.input.shape
         inputName = g.input.name
+        guard Self.isSane(g.input.shape) else { throw bad("input shape \(g.input.shape) is not a small positive shape") }
+        for (n, s) in g.outputs where !Self.isSane(s) { throw bad("output '\(n)' shape \(s) is not a small positive shape") }
         var shapes: [String: [Int]] = [g.input.name: g.input.shape]
         // Pass 1: shapes, and the largest size each named value ever takes.
         var maxCount: [String: Int] = [g.input.name: g.input.shape.reduce(1, *)]
@@ -102,6 +104,7 @@ public final class GraphNetwork: @unchecked Sendable {
             default:
                 throw bad("unknown op '\(op.op)'")
             }
+            guard Self.isSane(out) else { throw bad("op '\(op.out)' would produce shape \(out)") }
             shapes[op.out] = out
             maxCount[op.out] = max(maxCount[op.out] ?? 0, out.reduce(1, *))
             opShapes.append(out)
@@ -158,6 +161,22 @@ public final class GraphNetwork: @unchecked Sendable {
 
     /// Loads and builds the network in `path`; errors name the file and the problem.
     public convenience init(path: String) throws { try self.init(file: SafeTensorsFile(path: path)) }
+
+    /// Largest buffer a graph may ask for (2^26 floats, 256 MB): these are small networks.
+    static let maxElements = 1 << 26
+
+    /// Every dimension at least 1, the element count within `maxElements` (no overflow).
+    static func isSane(_ shape: [Int]) -> Bool {
+        guard shape.count <= 8 else { return false }
+        var n = 1
+        for d in shape {
+            guard d >= 1, d <= maxElements else { return false }
+            let (m, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, m <= maxElements else { return false }
+            n = m
+        }
+        return true
+    }
 
     /// numpy broadcasting of two shapes, or nil.
     static func broadcast(_ a: [Int], _ b: [Int]) -> [Int]? {

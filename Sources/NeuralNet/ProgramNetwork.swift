@@ -65,6 +65,7 @@ public final class ProgramNetwork: @unchecked Sendable {
             let key = file.tensors[n] != nil ? n : "\(net).\(n)"
             return try file.floats(key, shape: shape).pointer
         }
+        for (n, sh) in inputs where !GraphNetwork.isSane(sh.isEmpty ? [1] : sh) { throw bad("input '\(n)' shape \(sh) is not a small positive shape") }
         var shapes = inputs
         var maxCol = 1
         for (n, s) in inputs { buffers[n] = FloatBuffer(count: max(1, s.reduce(1, *))) }
@@ -105,6 +106,7 @@ public final class ProgramNetwork: @unchecked Sendable {
                 let w = try tensor("\(p).weight", [cout, xs[0], k, k]), b = try tensor("\(p).bias", [cout])
                 let ho = (xs[1] + 2 * (k / 2) - k) / st + 1, wo = (xs[2] + 2 * (k / 2) - k) / st + 1
                 outShape = [cout, ho, wo]
+                guard cout >= 1, ho >= 1, wo >= 1, GraphNetwork.isSane([xs[0] * k * k, ho * wo]) else { throw bad("conv '\(p)' gives \(outShape)") }
                 maxCol = max(maxCol, xs[0] * k * k * ho * wo)
                 make = { .conv(x: x, y: $0, cin: xs[0], h: xs[1], w: xs[2], cout: cout, k: k, stride: st, weight: w, bias: b) }
                 flops += 2 * cout * xs[0] * k * k * ho * wo
@@ -134,6 +136,7 @@ public final class ProgramNetwork: @unchecked Sendable {
                 make = { .add(a: a, b: b, y: $0, n: sa.reduce(1, *)) }
                 flops += sa.reduce(1, *)
             case "concat":
+                guard !s.in.isEmpty else { throw bad("concat '\(s.out)' has no inputs") }
                 var parts: [(UnsafePointer<Float>, Int)] = []
                 var first: [Int]?
                 var channels = 0
@@ -154,6 +157,7 @@ public final class ProgramNetwork: @unchecked Sendable {
             default:
                 throw bad("unknown op '\(s.op)'")
             }
+            guard GraphNetwork.isSane(outShape) else { throw bad("step '\(s.out)' would produce shape \(outShape)") }
             // Every step writes a fresh buffer (names are unique in these programs); reuse
             // by name only if the size fits.
             let count = outShape.reduce(1, *)
