@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import safetensors_io  # noqa: E402
 
 FORMAT = "avgas-generator/1"
-DEFAULTS = {"mode": "retrieval", "steps": 4, "retrieval_strength": 0.6, "retrieval_top_k": 3,
+DEFAULTS = {"mode": "retrieval", "steps": 4, "retrieval_strength": 0.4, "retrieval_top_k": 3,
             "renoise_strength": 0.5, "drift_cosine": 0.9}
 
 
@@ -194,8 +194,12 @@ NOTICE_HEAD = "== Generator (generator.safetensors, exemplars.safetensors) =="
 
 def write_notice(path, prov):
     text = path.read_text() if path.exists() else ""
-    if NOTICE_HEAD in text:
-        text = text[: text.index(NOTICE_HEAD)].rstrip() + "\n"
+    after = ""
+    if NOTICE_HEAD in text:  # replace only this section; keep other engineers' sections after it
+        i = text.index(NOTICE_HEAD)
+        j = text.find("\n== ", i + len(NOTICE_HEAD))
+        after = text[j:] if j >= 0 else ""
+        text = text[:i].rstrip() + "\n"
     pk = sorted({(p["package"], p["license"]) for p in prov})
     lines = [
         "", NOTICE_HEAD,
@@ -213,7 +217,7 @@ def write_notice(path, prov):
     lines.append("Licenses of the exemplar sources (package: license):")
     for pkg, lic in pk:
         lines.append(f"  {pkg}: {lic}")
-    path.write_text(text.rstrip() + "\n" + "\n".join(lines) + "\n")
+    path.write_text(text.rstrip() + "\n" + "\n".join(lines) + "\n" + after)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
     for k, v in M.get("diversity", {}).items():
         L.append(f"| {k} | {fmt(v)} |")
     L.append("")
-    L.append("Per class (columns: real test image, teacher 16 steps w=2.5, student 1/2/4 steps, retrieval mode, "
+    L.append("Per class (columns: real test image, teacher 16 steps w=2.5, student 1/2/4 steps, retrieval mode (default strength 0.4), "
              "the exemplar it started from, the nearest train image to the student-4 sample):\n")
     L.append("![grid a](generator_grid_a.png)\n\n![grid b](generator_grid_b.png)\n")
     L.append("Same embedding, different noise (student 4 steps, then retrieval mode):\n")

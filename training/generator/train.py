@@ -388,7 +388,9 @@ def main(argv=None):
             stage_pairs(run, cfg)
         elif s == "student":
             stage_student(run, cfg)
-        json.dump({"seconds": time.time() - ts}, open(run / f"{s}.time.json", "w"))
+        tp = run / f"{s}.time.json"
+        prev = json.load(open(tp))["seconds"] if tp.exists() else 0.0  # summed over resumed runs
+        json.dump({"seconds": prev + time.time() - ts}, open(tp, "w"))
     print(f"generator training: {time.time() - t0:.0f} s")
 
 
