@@ -20,6 +20,9 @@ public final class Presenter {
     /// Generator and composer (nil with --no-images).
     public var imagery: Imagery?
     private var lastImages: [String: RGBImage] = [:]
+    /// The last mixed image, kept on screen while nothing is heard (no flicker back to the
+    /// spectrogram between sounds); the spectrogram fills the main area only before the first.
+    private var lastMixed: RGBImage?
 
     public init(width: Int, height: Int, spectrogram: SpectrogramStore, text: TextRenderer = TextRenderer()) {
         renderer = FrameRenderer(text: text)
@@ -57,7 +60,8 @@ public final class Presenter {
             let (images, mixed) = imagery.frame(scene: scene, time: time)
             for (k, v) in images { lastImages[k] = v }
             lastImages = lastImages.filter { cards[$0.key] != nil }
-            m.mixed = mixed
+            if let mixed { lastMixed = mixed }
+            m.mixed = mixed ?? lastMixed
             m.mixedCaption = imagery.mix == .composed ? "composed scene" : "paper-style mixed image"
             for name in order { cards[name]?.image = lastImages[name] }
         }
