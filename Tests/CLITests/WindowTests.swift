@@ -1,3 +1,4 @@
+import Display
 import Foundation
 import TestSupport
 import XCTest
@@ -49,5 +50,41 @@ final class WindowTests: XCTestCase {
         var accent = 0
         for y in 0..<360 { for x in 960..<1280 where color(x, y) == (255, 176, 64) { accent += 1 } }
         XCTAssertGreaterThan(accent, 50)
+    }
+
+    /// With images: the window shows the composed mixed image (its grey canvas) and a
+    /// thumbnail holding a generated image in the first class card.
+    func testRealWindowShowsMixedImageAndThumbnail() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/import") else {
+            throw XCTSkip("xvfb-run or ImageMagick import missing (make test installs them)")
+        }
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shot = dir.appendingPathComponent("shot.png").path
+        let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+        let script = """
+        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 7 --size 1280x720 --quiet &
+        pid=$!
+        sleep 5.5
+        import -window root "\(shot)"
+        wait $pid
+        """
+        let r = try Binary.run("/usr/bin/xvfb-run", ["-a", "-s", "-screen 0 1280x720x24", "sh", "-c", script],
+                               removing: ["SDL_VIDEODRIVER"], timeout: 180)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let img = try XCTUnwrap(PNGWriter.read(shot))
+        XCTAssertEqual(img.width, 1280)
+        func px(_ x: Int, _ y: Int) -> [UInt8] { Array(img.pixels[((y * 1280 + x) * 3)..<((y * 1280 + x) * 3 + 3)]) }
+        // The composed scene's grey canvas fills much of the main area.
+        var grey = 0, total = 0
+        for y in stride(from: 20, to: 580, by: 4) { for x in stride(from: 200, to: 760, by: 4) {
+            total += 1; if px(x, y) == [200, 200, 200] { grey += 1 }
+        } }
+        XCTAssertGreaterThan(Double(grey) / Double(total), 0.2)
+        // The first card's thumbnail holds an image (many distinct colours).
+        var colours = Set<[UInt8]>()
+        for y in 40..<140 { for x in 972..<1080 { colours.insert(px(x, y)) } }
+        XCTAssertGreaterThan(colours.count, 100)
     }
 }
