@@ -24,6 +24,11 @@ public final class Imagery {
     public private(set) var generatorTime = 0.0
     public private(set) var composeTime = 0.0
     public private(set) var frames = 0
+    /// Milliseconds of generator work allowed per frame; when several slots need steps, the
+    /// newest and most changed go first and the rest wait for the next frame. At least one step
+    /// always runs, so a new class appears in the first frame after its detection.
+    public var frameBudgetMs = 24.0
+    private var stepMs = 0.0
 
     public init(model: GeneratorModel, bank: ExemplarBank?, vocabulary: ClassVocabulary, mix: MixMode,
                 mode: GenerationMode?, seed: UInt64 = 1, composeSize: Int = 256) {
@@ -50,8 +55,14 @@ public final class Imagery {
         }
         let t0 = DispatchTime.now().uptimeNanoseconds
         slots.update(requests, time: time)
-        slots.advance()
-        generatorTime += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        let budget = stepMs > 0 ? max(1, Int(frameBudgetMs / stepMs)) : 1
+        let ran = slots.advance(budget: budget)
+        let spent = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        if ran > 0 {
+            let per = spent * 1000 / Double(ran)
+            stepMs = stepMs == 0 ? per : 0.8 * stepMs + 0.2 * per
+        }
+        generatorTime += spent
         frames += 1
         var cards: [String: RGBImage] = [:]
         let snaps = slots.snapshots

@@ -128,7 +128,7 @@ struct LiveBench: ParsableCommand {
                     composeMs = imagery.composeTime / Double(imagery.frames) * 1000
                     renderMs = wall / Double(frames) * 1000 - imagery.generatorTime / Double(imagery.frames) * 1000 - composeMs
                 }
-                rows.append(String(format: "| %d | %@ | %.1f | %.2f | %.2f |", classes, worst ? "every slot steps every frame" : "steady (refine, then hold)",
+                rows.append(String(format: "| %d | %@ | %.1f | %.2f | %.2f |", classes, worst ? "every slot re-noised every frame (24 ms step budget)" : "steady (refine, then hold)",
                                    Double(frames) / wall, imagery.generatorTime / Double(imagery.frames) * 1000, cpu / wall))
             }
         }
