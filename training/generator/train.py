@@ -36,10 +36,12 @@ CONFIGS = {
     "full": dict(
         latent_ch=8, emb_dim=128, width=48, width2=96, cond_dim=192, groups=8,
         fourier_freqs=[0.5, 1, 2, 4, 8, 16, 32, 64], dec_ch=[64, 48, 24, 12],
-        ae_steps=4000, ae_batch=32, ae_crop=64, ae_lr=1e-3, ae_noise=0.1, ae_zreg=1e-3,
-        teacher_steps=6000, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
-        pairs=2560, pair_steps=16, guidance=2.5,
-        student_steps=2500, student_batch=64, student_lr=1e-4, p_real=0.25,
+        # the shipped run's values (it was shortened mid-run to fit a shared 2-core machine: the
+        # autoencoder's and teacher's cosine schedules were first laid out for 4000 / 4500 steps)
+        ae_steps=2600, ae_batch=32, ae_crop=64, ae_lr=1e-3, ae_noise=0.1, ae_zreg=1e-3,
+        teacher_steps=2600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
+        pairs=768, pair_steps=8, guidance=2.5,
+        student_steps=600, student_batch=64, student_lr=1e-4, p_real=0.25,
         threads=1, ckpt_every=200, log_every=25,
     ),
     # CI smoke test: a couple of minutes on one core, no real dataset needed
@@ -353,9 +355,11 @@ def main(argv=None):
     ap.add_argument("--set", nargs="*", default=[], help="override config values, key=value (JSON)")
     args = ap.parse_args(argv)
     cfg = dict(CONFIGS[args.config])
+    overrides = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
-        cfg[k] = json.loads(v)
+        overrides[k] = json.loads(v)
+    cfg.update(overrides)
     torch.set_num_threads(cfg["threads"])
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
@@ -365,7 +369,8 @@ def main(argv=None):
         arch_keys = ("latent_ch", "width", "width2", "cond_dim", "groups", "fourier_freqs", "dec_ch")
         if any(old.get(k) != cfg.get(k) for k in arch_keys):
             raise SystemExit(f"error: {run} holds a run with another architecture; use another --run")
-        cfg = {**old, **{k: v for k, v in cfg.items() if k not in old}} if not args.set else {**old, **cfg}
+        # a resumed run keeps its recorded values; --set overrides only the keys it names
+        cfg = {**cfg, **old, **overrides}
     json.dump(cfg, open(cfgp, "w"), indent=1)
     todo = [s for s in args.stages.split(",") if s]
     need_data = any(s in ("ae", "latents") and not (run / f"{s}.done").exists() for s in todo)
