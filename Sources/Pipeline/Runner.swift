@@ -161,6 +161,7 @@ public final class Runner {
             source = capture
             sourceStarted = true
             fileSource = nil
+            Self.scheduleTestDeviceLoss(capture)
         }
         if !config.headless {
             do {
@@ -200,6 +201,18 @@ public final class Runner {
                 recordingsMade = 1
             } catch { throw AvgasError(error.description, status: .cannotCreate) }
         }
+    }
+
+    /// Test hook: AVGAS_TEST_DEVICE_GONE="A,B" makes the capture's fault injector report the
+    /// device unplugged from A to B seconds after start (the robustness tests unplug a real
+    /// ALSA `file` plugin device this way; nothing else reads the variable).
+    static func scheduleTestDeviceLoss(_ capture: ALSACapture) {
+        guard let spec = ProcessInfo.processInfo.environment["AVGAS_TEST_DEVICE_GONE"] else { return }
+        let parts = spec.split(separator: ",").compactMap { Double($0) }
+        guard parts.count == 2, parts[0] >= 0, parts[1] > parts[0] else { return }
+        let faults = capture.faults
+        DispatchQueue.global().asyncAfter(deadline: .now() + parts[0]) { faults.setDeviceGone(true) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + parts[1]) { faults.setDeviceGone(false) }
     }
 
     static func checkFileDestination(_ path: String, option: String) throws(AvgasError) {
