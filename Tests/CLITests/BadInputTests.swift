@@ -251,20 +251,9 @@ final class CrashSafetyTests: XCTestCase {
 /// time, so analysis cannot keep up; it must skip ahead, say so, and keep producing events.
 final class OverloadTests: XCTestCase {
     func testAnalysisSkipsAheadAndKeepsProducingEvents() throws {
-        let home = TestPaths.makeTempDir("avgas-overload")
-        defer { try? FileManager.default.removeItem(at: home) }
-        let raw = home.appendingPathComponent("tone.raw")
-        let samples = (0..<32_000).map { Float(sin(Double($0) * 0.17)) * 0.3 }
-        try samples.withUnsafeBufferPointer { try Data(buffer: $0).write(to: raw) }
-        try """
-        pcm.fastcap {
-            type file
-            slave.pcm "null"
-            file "/dev/null"
-            infile "\(raw.path)"
-            format "raw"
-        }
-        """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
+        let device = try ALSAFileDevice(name: "fastcap", samples: ALSAFileDevice.tone())
+        defer { device.remove() }
+        let home = device.home
         let events = home.appendingPathComponent("e.jsonl").path
         let r = try Binary.run("avgas-live", ["--device", "fastcap", "--headless", "--no-images", "--duration", "30", "--events", events],
                                environment: ["HOME": home.path], timeout: 180)

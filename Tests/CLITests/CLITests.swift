@@ -95,8 +95,6 @@ final class CLITests: XCTestCase {
 
     /// Live capture through the real ALSA path: a `file` plugin device defined in ~/.asoundrc.
     func testLiveCaptureThroughALSAFilePlugin() throws {
-        let home = TestPaths.makeTempDir()
-        defer { try? FileManager.default.removeItem(at: home) }
         // The demo's samples as raw float32 (the WAV is 16-bit 16 kHz mono).
         let wav = try Data(contentsOf: URL(fileURLWithPath: demo))
         let pcm16 = wav.subdata(in: 44..<wav.count)
@@ -104,17 +102,9 @@ final class CLITests: XCTestCase {
         pcm16.withUnsafeBytes { raw in
             for i in 0..<floats.count { floats[i] = Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))) / 32768 }
         }
-        let raw = home.appendingPathComponent("demo.raw")
-        try floats.withUnsafeBufferPointer { try Data(buffer: $0).write(to: raw) }
-        try """
-        pcm.democap {
-            type file
-            slave.pcm "null"
-            file "/dev/null"
-            infile "\(raw.path)"
-            format "raw"
-        }
-        """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
+        let device = try ALSAFileDevice(name: "democap", samples: floats)
+        defer { device.remove() }
+        let home = device.home
         let events = home.appendingPathComponent("e.jsonl").path
         let r = try Binary.run("avgas-live", ["--device", "democap", "--headless", "--duration", "2.5", "--events", events, "--no-images"],
                                environment: ["HOME": home.path], timeout: 120)

@@ -10,20 +10,9 @@ final class DeviceLossTests: XCTestCase {
     /// program says so once, keeps running, reopens the device by itself, says it resumed,
     /// and events keep coming; SIGINT then stops it normally.
     func testLiveRunSurvivesUnpluggedDevice() throws {
-        let home = TestPaths.makeTempDir("avgas-unplug")
-        defer { try? FileManager.default.removeItem(at: home) }
-        let raw = home.appendingPathComponent("tone.raw")
-        let samples = (0..<32_000).map { Float(sin(Double($0) * 0.17)) * 0.3 }
-        try samples.withUnsafeBufferPointer { try Data(buffer: $0).write(to: raw) }
-        try """
-        pcm.unplugcap {
-            type file
-            slave.pcm "null"
-            file "/dev/null"
-            infile "\(raw.path)"
-            format "raw"
-        }
-        """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
+        let device = try ALSAFileDevice(name: "unplugcap", samples: ALSAFileDevice.tone())
+        defer { device.remove() }
+        let home = device.home
         let events = home.appendingPathComponent("e.jsonl").path
         let errFile = home.appendingPathComponent("stderr.txt")
         FileManager.default.createFile(atPath: errFile.path, contents: nil)

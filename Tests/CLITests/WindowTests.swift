@@ -5,25 +5,32 @@ import XCTest
 
 /// A real X11 window under Xvfb, screenshotted from outside with ImageMagick's `import`.
 final class WindowTests: XCTestCase {
-    func testRealWindowUnderXvfbShowsSpectrogramAndCards() throws {
+    /// Runs the real program on the demo in a window under Xvfb (1280x720) and screenshots the
+    /// whole screen `at` seconds after start; returns the screenshot path in `dir`.
+    func screenshot(extra: [String], duration: Double, at: Double, in dir: URL) throws -> String {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
               FileManager.default.isExecutableFile(atPath: "/usr/bin/import") else {
             throw XCTSkip("xvfb-run or ImageMagick import missing (make test installs them)")
         }
-        let dir = TestPaths.makeTempDir()
-        defer { try? FileManager.default.removeItem(at: dir) }
         let shot = dir.appendingPathComponent("shot.png").path
         let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
         let script = """
-        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 6 --size 1280x720 --quiet --no-images &
+        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration \(duration) --size 1280x720 --quiet \(extra.joined(separator: " ")) &
         pid=$!
-        sleep 4.5
+        sleep \(at)
         import -window root "\(shot)"
         wait $pid
         """
         let r = try Binary.run("/usr/bin/xvfb-run", ["-a", "-s", "-screen 0 1280x720x24", "sh", "-c", script],
-                               removing: ["SDL_VIDEODRIVER"], timeout: 120)
+                               removing: ["SDL_VIDEODRIVER"], timeout: 180)
         XCTAssertEqual(r.status, 0, r.stderr)
+        return shot
+    }
+
+    func testRealWindowUnderXvfbShowsSpectrogramAndCards() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shot = try screenshot(extra: ["--no-images"], duration: 6, at: 4.5, in: dir)
         // Convert to raw RGB with ImageMagick to inspect pixels.
         let rgb = dir.appendingPathComponent("shot.rgb").path
         let c = try Binary.run("/usr/bin/convert", [shot, "-depth", "8", "rgb:\(rgb)"], timeout: 60)
@@ -55,24 +62,9 @@ final class WindowTests: XCTestCase {
     /// With images: the window shows the composed mixed image (its grey canvas) and a
     /// thumbnail holding a generated image in the first class card.
     func testRealWindowShowsMixedImageAndThumbnail() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
-              FileManager.default.isExecutableFile(atPath: "/usr/bin/import") else {
-            throw XCTSkip("xvfb-run or ImageMagick import missing (make test installs them)")
-        }
         let dir = TestPaths.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let shot = dir.appendingPathComponent("shot.png").path
-        let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
-        let script = """
-        "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 7 --size 1280x720 --quiet &
-        pid=$!
-        sleep 5.5
-        import -window root "\(shot)"
-        wait $pid
-        """
-        let r = try Binary.run("/usr/bin/xvfb-run", ["-a", "-s", "-screen 0 1280x720x24", "sh", "-c", script],
-                               removing: ["SDL_VIDEODRIVER"], timeout: 180)
-        XCTAssertEqual(r.status, 0, r.stderr)
+        let shot = try screenshot(extra: [], duration: 7, at: 5.5, in: dir)
         let img = try XCTUnwrap(PNGWriter.read(shot))
         XCTAssertEqual(img.width, 1280)
         func px(_ x: Int, _ y: Int) -> [UInt8] { Array(img.pixels[((y * 1280 + x) * 3)..<((y * 1280 + x) * 3 + 3)]) }
