@@ -5,6 +5,7 @@
 import ArgumentParser
 import AudioInput
 import Foundation
+import Imagining
 import Pipeline
 
 struct SoakBench: ParsableCommand {
@@ -34,7 +35,7 @@ struct SoakBench: ParsableCommand {
     var warmupMinutes: Double = 10
     @Option(help: "Largest acceptable resident-memory growth after warm-up, in MB.")
     var maxGrowthMb: Double = 5
-    @Flag(help: "Also render frames headless with images (needs Assets/models/generator.safetensors).")
+    @Flag(help: "Also generate images: separator + generator, one 640x360 headless frame per hop (try --hours 1).")
     var images = false
 
     static func residentMB() -> Double {
@@ -50,27 +51,30 @@ struct SoakBench: ParsableCommand {
 
     func run() throws {
         printMachine()
-        if images {
-            let gen = URL(fileURLWithPath: assets).appendingPathComponent("models/generator.safetensors").path
-            guard FileManager.default.fileExists(atPath: gen) else {
-                print("soak with images: pending, '\(gen)' does not exist yet (the generator is being trained)")
-                throw ExitCode(2)
-            }
-            print("soak with images: not implemented yet in this benchmark; run the analysis-only soak")
-            throw ExitCode(2)
-        }
         let audio = try FileSource(path: wav).readAll()
         let loopSamples = audio.count
         let loopSeconds = Double(loopSamples) / Double(pipelineSampleRate)
         let totalSamples = Int(hours * 3600 * Double(pipelineSampleRate))
         let loops = Int((Double(totalSamples) / Double(loopSamples)).rounded(.up))
-        let listener = try SceneListener(assets: URL(fileURLWithPath: assets))
+        let assetsURL = URL(fileURLWithPath: assets)
+        let listener = try SceneListener(assets: assetsURL, separator: images)
         let scenes = SceneStore()
+        let spectrogram = SpectrogramStore()
         let analyzer = Analyzer(hopMilliseconds: hopMs, listener: listener,
-                                spectrogram: SpectrogramStore(), scenes: scenes, events: nil)
+                                spectrogram: spectrogram, scenes: scenes, events: nil)
+        // With images: the separator, generator and exemplar bank as the program loads them,
+        // one headless frame drawn (generator steps included) after every hop.
+        var presenter: Presenter?
+        if images {
+            let model = try GeneratorModel(path: assetsURL.appendingPathComponent("models/generator.safetensors").path)
+            let bank = try ExemplarBank(path: assetsURL.appendingPathComponent("models/exemplars.safetensors").path)
+            let p = Presenter(width: 640, height: 360, spectrogram: spectrogram)
+            p.imagery = Imagery(model: model, bank: bank, vocabulary: listener.vocabulary, mix: .composed, mode: nil)
+            presenter = p
+        }
         print("")
-        print(String(format: "Soak: %@ (%.1f s) looped %d times = %.2f h of audio through one Analyzer, hop %d ms, one thread",
-                     wav, loopSeconds, loops, Double(loops) * loopSeconds / 3600, hopMs))
+        print(String(format: "Soak: %@ (%.1f s) looped %d times = %.2f h of audio through one Analyzer, hop %d ms, one thread%@",
+                     wav, loopSeconds, loops, Double(loops) * loopSeconds / 3600, hopMs, images ? ", with images (one frame per hop)" : ""))
         print("| audio h | wall s | x real time | RSS MB | open fds | loops identical |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: |")
 
@@ -109,6 +113,7 @@ struct SoakBench: ParsableCommand {
                     if analyzer.timings.hops != lastHops {
                         lastHops = analyzer.timings.hops
                         let sc = scenes.latest()
+                        presenter?.draw(scene: sc, time: sc.time)
                         // Time within the loop, exact to the sample (subtracting seconds rounds).
                         let rel = Int((sc.time * Double(pipelineSampleRate)).rounded()) - loop * loopSamples
                         current.append(EventsWriter.line(time: Double(rel) / Double(pipelineSampleRate), active: sc.active))
