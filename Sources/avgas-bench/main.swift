@@ -109,6 +109,8 @@ struct AllBench: ParsableCommand {
         try b.run()
         print("")
         try ListeningBench.parse([]).run()
+        print("")
+        try LiveBench.parse(["--python", python]).run()
     }
 }
 
