@@ -10,9 +10,12 @@ Steps (each deterministic: same packages -> byte-identical outputs):
     Tux Paint spoken descriptions (people speaking), espeak-ng (synthetic, extra);
     each decoded, mixed to mono, resampled to 16 kHz, silence-trimmed, cut into <= 10 s
     chunks, levelled to -20 dBFS active RMS and written as 16-bit WAV;
- 3. images: tables/images.tsv (openclipart, Tux Paint, GCompris), Noto Color Emoji
-    (sources.EMOJI); alpha-cropped, padded to a square on a neutral grey, 128x128 PNG;
-    identical images are kept once;
+ 3. images: tables/images.tsv (openclipart, Tux Paint, GCompris, qabcs, Scratch, pysiogame...),
+    Noto Color Emoji and EmojiOne (sources.EMOJI), Symbola glyphs (sources.SYMBOLA);
+    alpha-cropped, padded to a square on a neutral grey, 128x128 PNG; identical images are
+    kept once; rows of images.tsv that share a 4th-column group (the same drawing in two
+    sizes, colours or poses) share one original_id, so they count as one image and never
+    span splits;
  4. splits by original (train/val/test, fixed seed), manifest.csv;
  5. fixed evaluation mixtures from the test split (mixtures/eval_{1,2,3}src.jsonl + wavs);
  6. coverage: report, contact sheet, thin/recordings/images fields of classes.json.
@@ -88,6 +91,7 @@ class ImageSrc:
     license: str
     data: Optional[bytes] = None
     image: object = None  # PIL image (emoji)
+    group: str = ""       # images.tsv 4th column: near-duplicates of one original share it
 
 
 # ------------------------------------------------------------------ tables
@@ -391,6 +395,25 @@ def render_emoji(font_path: Path):
     return out
 
 
+SYMBOLA = "usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf"
+
+
+def render_symbola(font_path: Path):
+    """Black Symbola glyphs (sources.SYMBOLA) on a transparent canvas."""
+    from PIL import Image, ImageDraw, ImageFont
+    font = ImageFont.truetype(str(font_path), 100)
+    out = []
+    for cls, codes in sources.SYMBOLA.items():
+        for v in codes:
+            im = Image.new("RGBA", (200, 160), (0, 0, 0, 0))
+            ImageDraw.Draw(im).text((20, 10), chr(int(v, 16)), font=font, fill=(0, 0, 0, 255))
+            if im.getchannel("A").getbbox() is None:
+                continue
+            out.append(ImageSrc(cls, "fonts-symbola", f"{SYMBOLA}#U+{v}", sources.IMAGE_LICENSES["fonts-symbola"],
+                                image=im))
+    return out
+
+
 # ------------------------------------------------------------------ splits
 
 def assign_splits(rows: List[dict], seed: int = SEED) -> None:
@@ -440,12 +463,15 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
     use_emoji = fixtures is None or (fixtures / "fonts-noto-color-emoji").exists()
     use_desc = fixtures is None or (fixtures / "tuxpaint-stamps-default").exists()
     use_emojione = fixtures is None or (fixtures / "ruby-gemojione").exists()
+    use_symbola = fixtures is None or (fixtures / "fonts-symbola").exists()
     if use_emojione:
         wanted["ruby-gemojione"].add(f"{EMOJIONE}/*.svg")
     if use_fluid:
         wanted["fluid-soundfont-gm"].add("usr/share/sounds/sf2/FluidR3_GM.sf2")
     if use_emoji:
         wanted["fonts-noto-color-emoji"].add("usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+    if use_symbola:
+        wanted["fonts-symbola"].add(SYMBOLA)
     if use_desc and fixtures is None:
         wanted["tuxpaint-stamps-default"].add("usr/share/tuxpaint/stamps/*_desc*.ogg")
     pk = Packages(cache, fixtures)
@@ -495,15 +521,20 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
                          "synthetic": int(s.synthetic), "duration_s": f"{len(c) / audio.SR:.3f}"})
 
     # ---- images
-    isrc: List[ImageSrc] = [ImageSrc(c, p, path, "") for c, p, path in irows]
+    isrc: List[ImageSrc] = [ImageSrc(r[0], r[1], r[2], "", group=r[3] if len(r) > 3 else "")
+                            for r in irows]
     for s in isrc:
-        s.license = {"openclipart-png": "public-domain (openclipart)",
-                     "tuxpaint-stamps-default": "GPL-2"}.get(s.package, "")
+        s.license = sources.IMAGE_LICENSES.get(s.package, "")
         if s.package in ("gcompris-qt-data", "qabcs-data"):
             s.license = resolve_license(pk, s.package, s.path, "DEP5", lic_rules)
+        if not s.license and fixtures is None:
+            raise SystemExit(f"no license known for images of package {s.package} "
+                             "(add it to sources.IMAGE_LICENSES)")
     if use_emoji:
         isrc += render_emoji(pk.roots["fonts-noto-color-emoji"] /
                              "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+    if use_symbola:
+        isrc += render_symbola(pk.roots["fonts-symbola"] / SYMBOLA)
     if use_emojione:
         for cls, code in emoji_codes():
             rel = f"{EMOJIONE}/{code}.svg"
@@ -528,9 +559,10 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
         rel = f"images/{slug(s.cls)}/{iid}.png"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         sq.save(out / rel, format="PNG", optimize=False)
+        orig = f"image-group:{slug(s.cls)}:{s.group}" if s.group else f"image:{digest}"
         rows.append({"id": iid, "kind": "image", "class": s.cls, "path": rel, "package": s.package,
-                     "source_path": s.path, "license": s.license, "original_id": f"image:{digest}",
-                     "split_group": f"image:{digest}", "synthetic": 0, "duration_s": ""})
+                     "source_path": s.path, "license": s.license, "original_id": orig,
+                     "split_group": orig, "synthetic": 0, "duration_s": ""})
 
     assign_splits(rows)
     rows.sort(key=lambda r: (r["kind"], r["class"], r["id"]))
@@ -561,7 +593,7 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
 # ------------------------------------------------------------------ coverage and reports
 
 def coverage(rows: List[dict], names: List[str]) -> Dict[str, dict]:
-    cov = {n: {"recordings": set(), "synthetic": set(), "clips": 0, "images": 0,
+    cov = {n: {"recordings": set(), "synthetic": set(), "clips": 0, "images": set(), "image_files": 0,
                "packages": set(), "splits": defaultdict(int)} for n in names}
     for r in rows:
         c = cov[r["class"]]
@@ -571,15 +603,17 @@ def coverage(rows: List[dict], names: List[str]) -> Dict[str, dict]:
             (c["synthetic"] if int(r["synthetic"]) else c["recordings"]).add(r["original_id"])
             c["splits"]["a_" + r["split"]] += 1
         else:
-            c["images"] += 1
+            c["images"].add(r["original_id"])
+            c["image_files"] += 1
             c["splits"]["i_" + r["split"]] += 1
     res = {}
     for n, c in cov.items():
         nrec = len(c["recordings"])
+        nimg = len(c["images"])
         res[n] = {"recordings": nrec, "synthetic": len(c["synthetic"]), "clips": c["clips"],
-                  "images": c["images"], "packages": sorted(c["packages"]),
+                  "images": nimg, "image_files": c["image_files"], "packages": sorted(c["packages"]),
                   "splits": dict(c["splits"]),
-                  "thin": nrec < 3 or c["images"] < 10}
+                  "thin": nrec < 3 or nimg < 10}
     return res
 
 
@@ -594,6 +628,12 @@ FIXES = {
 }
 
 
+IMAGE_FIX = ("more licensed pictures of this class: the Debian picture sources searched so far "
+             "(openclipart-png/-svg, Tux Paint stamps and templates, GCompris, qabcs, Scratch, pysiogame "
+             "Art4Apps, 0 A.D. portraits, emoji fonts, Symbola) hold no further distinct one")
+IMAGE_FIXES: Dict[str, str] = {}
+
+
 def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:
     rd.mkdir(parents=True, exist_ok=True)
     na = sum(1 for r in rows if r["kind"] == "audio")
@@ -602,8 +642,12 @@ def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:
     lines = ["# Dataset coverage report", "",
              "Generated by `make dataset` (training/dataset/build.py). Recordings = distinct real",
              "originals (fluidsynth renders count one per GM program; espeak-ng is synthetic and",
-             "not counted). Thin = fewer than 3 recordings or fewer than 10 images.", "",
-             f"- audio clips: {na}, images: {ni}, classes: {len(cov)}",
+             "not counted). Images = distinct original pictures (image files that are the same",
+             "drawing in another size, colour or pose share a group in tables/images.tsv and count",
+             "once; the file count is in brackets). Thin = fewer than 3 recordings or fewer than",
+             "10 images.", "",
+             f"- audio clips: {na}, image files: {ni} ({sum(c['images'] for c in cov.values())} distinct originals), "
+             f"classes: {len(cov)}",
              f"- classes with >= 3 distinct recordings: {ok3} / {len(cov)}",
              f"- classes with >= 1 recording and >= 10 images: "
              f"{sum(1 for c in cov.values() if c['recordings'] >= 1 and c['images'] >= 10)} / {len(cov)}",
@@ -612,7 +656,8 @@ def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:
     for n, c in cov.items():
         s = c["splits"]
         lines.append(f"| {n} | {c['recordings']}" + (f" (+{c['synthetic']} synth)" if c["synthetic"] else "") +
-                     f" | {c['clips']} | {c['images']} | {s.get('a_train', 0)}/{s.get('a_val', 0)}/{s.get('a_test', 0)}"
+                     f" | {c['clips']} | {c['images']}" + (f" ({c['image_files']})" if c["image_files"] != c["images"] else "") +
+                     f" | {s.get('a_train', 0)}/{s.get('a_val', 0)}/{s.get('a_test', 0)}"
                      f" | {s.get('i_train', 0)}/{s.get('i_val', 0)}/{s.get('i_test', 0)} | {'thin' if c['thin'] else ''} |")
     thin = [n for n, c in cov.items() if c["thin"]]
     lines += ["", "## Thin classes and what would fix them", ""]
@@ -625,8 +670,7 @@ def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:
             why.append(f"{c['images']} image(s)")
         fix = FIXES.get(n) if c["recordings"] < 3 else None
         if c["images"] < 10:
-            fix = (fix + "; " if fix else "") + ("more licensed pictures of this class (openclipart-svg "
-                                                 "drawings not exported to PNG, photos under a free license)")
+            fix = (fix + "; " if fix else "") + IMAGE_FIXES.get(n, IMAGE_FIX)
         lines.append(f"- {n}: {', '.join(why)}. Fix: {fix}.")
     if not thin:
         lines.append("- none")

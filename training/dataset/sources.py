@@ -75,6 +75,35 @@ EMOJI = {
     "fireworks banging": ["1F386", "1F387", "1F9E8"],
 }
 
+# Symbola (fonts-symbola) black-and-white glyphs per class: a third, distinct emoji artwork.
+SYMBOLA = {
+    "chicken crowing": ["1F413"],
+    "frog croaking": ["1F438"],
+    "bee, wasp, etc. buzzing": ["1F41D"],
+    "lions roaring": ["1F981"],
+    "wolf howling": ["1F43A"],
+    "playing piano": ["1F3B9"],
+    "playing violin, fiddle": ["1F3BB"],
+    "playing saxophone": ["1F3B7"],
+    "sea waves": ["1F30A"],
+    "fire crackling": ["1F525"],
+    "helicopter": ["1F681"],
+}
+
+# License of the images of each package named in tables/images.tsv (gcompris-qt-data and
+# qabcs-data are looked up per file in their machine-readable debian/copyright instead).
+IMAGE_LICENSES = {
+    "openclipart-png": "public-domain (openclipart)",
+    "tuxpaint-stamps-default": "GPL-2",
+    "tuxpaint-data": "GPL-2+ (tuxpaint-data debian/copyright; template photos by the Tux Paint authors)",
+    "scratch": "CC-BY-SA-3.0 (scratch debian/copyright: Media/*, MIT)",
+    "pysiogame": "CC-BY-SA (Art4Apps pictures; pysiogame CREDITS.txt)",
+    "0ad-data": "CC-BY-SA-3.0 (0 A.D. art, 0ad-data debian/copyright)",
+    "setbfree": "GPL-2+ (setbfree debian/copyright)",
+    "vmpk": "GPL-3+ (vmpk debian/copyright)",
+    "fonts-symbola": "free for any use (Symbola font, George Douros; fonts-symbola debian/copyright)",
+}
+
 # Licenses for the short codes used in tables/audio.tsv.
 LICENSE_NOTES = {
     "STK": "CC0/CC-BY/CC-BY-SA per file (supertuxkart-data; see the package's data/licenses)",

@@ -93,6 +93,11 @@ def make_fixture(root: Path) -> Path:
             rows_i.append((cls, "pkg-a", f"usr/share/img/{ci}/{k}.png"))
         (d / "dup.png").write_bytes((d / "0.png").read_bytes())
         rows_i.append((cls, "pkg-a", f"usr/share/img/{ci}/dup.png"))
+    # raining: two more files that are one drawing in two colours (group column): one original
+    d = fx / "pkg-a/usr/share/img/1"
+    for k, col in enumerate(((10, 200, 10), (10, 10, 200))):
+        (d / f"twin{k}.png").write_bytes(png_bytes(col, size=(33, 17)))
+        rows_i.append(("raining", "pkg-a", f"usr/share/img/1/twin{k}.png", "twin"))
     t = fx / "tables"
     t.mkdir()
     (t / "audio.tsv").write_text("# test\n" + "".join("\t".join(r) + "\n" for r in rows_a))
@@ -156,13 +161,17 @@ def test_builder_end_to_end(built):
         # corner pixel is the neutral background
         assert max(abs(a - b) for a, b in zip(im.getpixel((0, 0)), build.BG)) <= 10
         counts[x["class"]] += 1
-    assert counts == {"dog barking": 12, "raining": 12, "playing violin, fiddle": 13}
+    assert counts == {"dog barking": 12, "raining": 14, "playing violin, fiddle": 13}
+    # the two files of one group share original_id and split, and count as one image
+    twins = [x for x in image_rows if "twin" in x["source_path"]]
+    assert len(twins) == 2 and len({(x["original_id"], x["split"]) for x in twins}) == 1
     # coverage: recordings are distinct originals
     cov = r["coverage"]
     assert cov["dog barking"]["recordings"] == 4
     assert cov["raining"]["recordings"] == 3
     assert cov["playing violin, fiddle"]["recordings"] == 3
     assert not any(c["thin"] for c in cov.values())
+    assert cov["raining"]["images"] == 13 and cov["raining"]["image_files"] == 14
     # classes.json got the three fields and kept the rest
     cj = json.loads((tmp / "classes.json").read_text())
     c0 = cj["classes"][0]
@@ -314,12 +323,12 @@ def test_reserved_packages_refused(tmp_path):
 
 def test_committed_tables_are_well_formed():
     names = {c["name"] for c in json.loads((ROOT / "Assets/classes.json").read_text())["classes"]}
-    for t, ncol in (("audio.tsv", 4), ("images.tsv", 3)):
+    for t, ncol in (("audio.tsv", (4,)), ("images.tsv", (3, 4))):
         rows = build.read_table(build.TABLES / t)
         assert rows
         seen = set()
         for r in rows:
-            assert len(r) == ncol, r
+            assert len(r) in ncol, r
             assert r[0] in names, r
             assert r[1] not in debs.RESERVED
             assert (r[0], r[1], r[2]) not in seen, f"duplicate line {r}"
