@@ -30,7 +30,12 @@ let package = Package(
         // Pipeline stages.
         .target(name: "AudioInput", dependencies: ["CALSA", "CSndFile", "CSampleRate"]),
         .target(name: "Features", dependencies: ["CFFTW"]),
-        .target(name: "NeuralNet", dependencies: ["COpenBLAS"],
+        // AVX-512 kernels (one zmm per SIMD16<Float>), called by NeuralNet only on CPUs that have
+        // AVX-512F/BW/DQ/VL (checked at run time); always optimised, as debug-built SIMD code is
+        // too slow for the tests that run it.
+        .target(name: "NeuralNetAVX512",
+                swiftSettings: [.unsafeFlags(["-target-cpu", "skylake-avx512", "-O"])]),
+        .target(name: "NeuralNet", dependencies: ["COpenBLAS", "NeuralNetAVX512"],
                 // The hand-written matrix kernels need AVX2/FMA to be competitive (measured in
                 // avgas-bench backbone: about 2x over baseline x86-64); Haswell-level CPUs (2013+).
                 swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"])]),

@@ -42,6 +42,14 @@ struct YAMNetArchitecture: Decodable {
 /// against the architecture in its metadata when the network is built. All buffers are
 /// allocated in `init`; `forward` allocates nothing.
 ///
+/// Batches: `forward(patches:count:)` runs up to `maxBatch` patches at once. The early layers
+/// (large maps, small weights) run patch by patch; from the first layer whose input map has at
+/// most `batchedPositions` positions on (small maps, large weights: about 3.3 M of the 3.7 M
+/// weights), the batch goes through each layer together, so each weight is read from memory
+/// once per batch instead of once per patch. Every row of every layer is computed by the same
+/// operations whatever the batch size, so a patch gives bit-identical outputs alone or in a
+/// batch (`forward(patch:)` is the batch of one).
+///
 /// ```swift
 /// let net = try YAMNet(path: "Assets/models/yamnet.safetensors")
 /// try patch.withUnsafeBufferPointer { try net.forward(patch: $0) }   // patch: 96 * 64 floats, frame-major
@@ -68,17 +76,27 @@ public final class YAMNet: @unchecked Sendable {
         case depthwise(DepthwiseConv2D)
         case pointwise(PointwiseConv2D)
     }
-    /// Layers in order, with their input and output geometry.
+    /// Layers in order, with their input and output geometry (of one patch).
     private var ops: [(op: Op, input: FeatureShape, output: FeatureShape)]
     private let classifier: Dense
     private let finalShape: FeatureShape
-    // Workspace: two ping-pong feature maps, each as large as the largest map in the network
-    // (YAMNet: [48, 32, 64] after layer 2), and the im2col matrix of the full convolutions.
+    /// Patches one `forward(patches:count:)` takes at most.
+    public let maxBatch: Int
+    /// Layers whose input map has at most this many positions run on the whole batch at once.
+    public static let batchedPositions = 24
+    /// Index in `ops` of the first layer run on the whole batch (`ops.count` if none).
+    private let batchFrom: Int
+    // Workspace: two ping-pong feature maps for the per-patch layers, each as large as the
+    // largest map there (YAMNet: [48, 32, 64] after layer 2), two for the batched layers
+    // ([maxBatch, largest late map], YAMNet [maxBatch, 6, 4, 512]), and the im2col matrix of
+    // the full convolutions (empty with the direct AVX-512 convolution).
     private let ping: FloatBuffer
     private let pong: FloatBuffer
+    private let batchPing: FloatBuffer
+    private let batchPong: FloatBuffer
     private let scratch: FloatBuffer
-    private let embeddingBuffer: FloatBuffer  // [1024]
-    private let logitsBuffer: FloatBuffer     // [521]
+    private let embeddingBuffer: FloatBuffer  // [maxBatch, 1024]
+    private let logitsBuffer: FloatBuffer     // [maxBatch, 521]
 
     /// How the pointwise layers' matrix products are computed.
     public enum KernelChoice: Sendable, Equatable {
@@ -88,19 +106,29 @@ public final class YAMNet: @unchecked Sendable {
         /// Use this kernel everywhere (deterministic; tests use it).
         case fixed(GemmKernel)
         /// Deterministic rule from the timings `.measure` gives on this project's machines
-        /// (avgas-bench backbone --layers): OpenBLAS for maps of more than 64 positions, the
+        /// (avgas-bench backbone --layers; `GemmKernel.standard(rows:)`): the AVX-512 kernels
+        /// where the CPU has them, else OpenBLAS for maps of more than 64 positions and the
         /// packed FMA kernel for the small late maps. Same numbers on every run, no timing at
         /// start-up, so file replays give identical events.
         case sizeRule
 
-        /// `.sizeRule` in optimised builds. Debug builds use `.fixed(.openblas)`: there the packed
-        /// kernels' SIMD code is unoptimised.
+        /// `.sizeRule` in optimised builds and on AVX-512 CPUs (the AVX-512 kernels are always
+        /// built optimised). Other debug builds use `.fixed(.openblas)`: there the packed kernels'
+        /// SIMD code is unoptimised.
         public static var standard: KernelChoice {
             #if DEBUG
-            .fixed(.openblas)
+            NeuralNetRuntime.hasAVX512 ? .sizeRule : .fixed(.openblas)
             #else
             .sizeRule
             #endif
+        }
+
+        /// Whether the vector layers (depthwise, dense) use the AVX-512 kernels.
+        var vectorLayers: Bool {
+            switch self {
+            case .fixed(let k): k == .avx512
+            case .measure, .sizeRule: NeuralNetRuntime.hasAVX512
+            }
         }
     }
 
@@ -111,12 +139,18 @@ public final class YAMNet: @unchecked Sendable {
 
     /// Loads and validates `path` (see `SafeTensorsError` and `NetworkError` for what can fail;
     /// each error names the file and the problem).
-    public convenience init(path: String, kernels: KernelChoice = .standard) throws {
-        try self.init(weights: SafeTensorsFile(path: path), kernels: kernels)
+    /// `maxBatch`: the most patches one `forward(patches:count:)` takes (workspace grows with it).
+    public convenience init(path: String, kernels: KernelChoice = .standard, maxBatch: Int = 1) throws {
+        try self.init(weights: SafeTensorsFile(path: path), kernels: kernels, maxBatch: maxBatch)
     }
 
-    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard) throws {
+    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard, maxBatch: Int = 1) throws {
         weights = file
+        self.maxBatch = max(1, maxBatch)
+        if case .fixed(let k) = kernels, !GemmKernel.available.contains(k) {
+            throw NetworkError.unsupportedArchitecture(file: file.path, detail: "the \(k) kernel needs a CPU with AVX-512")
+        }
+        let vectorLayers = kernels.vectorLayers
         let arch = try file.metadataJSON("architecture", as: YAMNetArchitecture.self)
         func unsupported(_ d: String) -> NetworkError { .unsupportedArchitecture(file: file.path, detail: d) }
         guard arch.network == "yamnet" else { throw unsupported("network is '\(arch.network)', expected 'yamnet'") }
@@ -157,7 +191,8 @@ public final class YAMNet: @unchecked Sendable {
                     guard cin == cout else { throw unsupported("depthwise layer \(spec.prefix) maps \(cin) to \(cout) channels") }
                     let w = try file.floats("\(spec.prefix).weight", shape: [k[0], k[1], cin])
                     op = .depthwise(DepthwiseConv2D(weight: w, bias: bias, stride: (s[0], s[1]),
-                                                    pads: (p[0], p[1], p[2], p[3]), activation: spec.activation))
+                                                    pads: (p[0], p[1], p[2], p[3]), activation: spec.activation,
+                                                    vectorized: vectorLayers))
                 }
             case "pointwise_conv2d":
                 guard (spec.stride ?? [1, 1]) == [1, 1], (spec.pads ?? [0, 0, 0, 0]) == [0, 0, 0, 0] else {
@@ -170,7 +205,7 @@ public final class YAMNet: @unchecked Sendable {
             }
             let out: FeatureShape
             switch op {
-            case .conv(let l): out = l.outputShape(shape); scratchCount = max(scratchCount, l.scratchCount(shape))
+            case .conv(let l): out = l.outputShape(shape); scratchCount = max(scratchCount, l.scratchCountOfAnyKernel(shape))
             case .depthwise(let l): out = l.outputShape(shape)
             case .pointwise(let l): out = l.outputShape(shape)
             }
@@ -191,22 +226,27 @@ public final class YAMNet: @unchecked Sendable {
         classifier = Dense(
             weight: try file.floats("\(arch.classifier.prefix).weight", shape: [classCount, embeddingSize]),
             bias: try file.floats("\(arch.classifier.prefix).bias", shape: [classCount]),
-            activation: arch.classifier.activation)
+            activation: arch.classifier.activation, vectorized: vectorLayers)
+        let from = ops.firstIndex { $0.input.height * $0.input.width <= Self.batchedPositions } ?? ops.count
+        batchFrom = from
+        let largestLate = ops[from...].map { max($0.input.count, $0.output.count) }.max() ?? 0
         ping = FloatBuffer(count: largest)
         pong = FloatBuffer(count: largest)
+        batchPing = FloatBuffer(count: self.maxBatch * max(largestLate, finalShape.count))
+        batchPong = FloatBuffer(count: self.maxBatch * max(largestLate, finalShape.count))
         scratch = FloatBuffer(count: scratchCount)
-        embeddingBuffer = FloatBuffer(count: embeddingSize)
-        logitsBuffer = FloatBuffer(count: classCount)
+        embeddingBuffer = FloatBuffer(count: self.maxBatch * embeddingSize)
+        logitsBuffer = FloatBuffer(count: self.maxBatch * classCount)
         // Choose each matrix layer's kernel (timed on the ping/pong buffers, not yet in use).
         for i in ops.indices {
             let input = ops[i].input
             func choose(_ time: (GemmKernel) -> UInt64) -> GemmKernel {
                 switch kernels {
                 case .fixed(let k): return k
-                case .sizeRule: return input.height * input.width <= 64 ? .packedFMA : .openblas
+                case .sizeRule: return GemmKernel.standard(rows: input.height * input.width)
                 case .measure:
                     for j in 0..<input.count { ping.pointer[j] = Float(j % 17) * 0.0625 }
-                    let times = GemmKernel.allCases.map { ($0, time($0)) }  // each kernel timed once
+                    let times = GemmKernel.available.map { ($0, time($0)) }  // each kernel timed once
                     return times.min { $0.1 < $1.1 }!.0
                 }
             }
@@ -230,13 +270,23 @@ public final class YAMNet: @unchecked Sendable {
     public var patchCount: Int { patchFrames * melBands }
 
     /// The embedding of the last `forward` (`embeddingSize` floats; overwritten by the next call).
-    public var embedding: UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: embeddingBuffer.pointer, count: embeddingSize)
-    }
+    /// After a batch: the first patch's (see `embedding(_:)`).
+    public var embedding: UnsafeBufferPointer<Float> { embedding(0) }
 
     /// The logits of the last `forward` (`classCount` floats; overwritten by the next call).
-    public var logits: UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: logitsBuffer.pointer, count: classCount)
+    /// After a batch: the first patch's (see `logits(_:)`).
+    public var logits: UnsafeBufferPointer<Float> { logits(0) }
+
+    /// The embedding of patch `i` of the last batch.
+    public func embedding(_ i: Int) -> UnsafeBufferPointer<Float> {
+        precondition(i >= 0 && i < maxBatch, "YAMNet.embedding: patch \(i) of at most \(maxBatch)")
+        return UnsafeBufferPointer(start: embeddingBuffer.pointer + i * embeddingSize, count: embeddingSize)
+    }
+
+    /// The logits of patch `i` of the last batch.
+    public func logits(_ i: Int) -> UnsafeBufferPointer<Float> {
+        precondition(i >= 0 && i < maxBatch, "YAMNet.logits: patch \(i) of at most \(maxBatch)")
+        return UnsafeBufferPointer(start: logitsBuffer.pointer + i * classCount, count: classCount)
     }
 
     /// Runs one patch: `patch` holds `patchFrames` frames of `melBands` log-mel values, frame-major
@@ -246,63 +296,112 @@ public final class YAMNet: @unchecked Sendable {
         guard patch.count == patchCount, let input = patch.baseAddress else {
             throw NetworkError.wrongBufferSize(what: "YAMNet input patch", expected: patchCount, found: patch.count)
         }
-        // x: the current feature map [H, W, C]; the input patch is [96, 64, 1].
-        var x = input
-        var outIsPing = true
-        for (op, inShape, _) in ops {
-            let y = outIsPing ? ping.pointer : pong.pointer
-            switch op {
-            case .conv(let l): l.forward(x, inShape, into: y, scratch: scratch.pointer)
-            case .depthwise(let l): l.forward(x, inShape, into: y)
-            case .pointwise(let l): l.forward(x, inShape, into: y)
-            }
-            x = UnsafePointer(y)
-            outIsPing.toggle()
-        }
-        // x: [3, 2, 1024] -> embedding [1024] -> logits [521]
-        globalAveragePool(x, finalShape, into: embeddingBuffer.pointer)
-        classifier.forward(embeddingBuffer.pointer, into: logitsBuffer.pointer)
+        run(input, count: 1, layerNanoseconds: nil)
     }
 
-    /// Fastest time in milliseconds of each layer over `runs` forward passes of `patch` (the least
-    /// disturbed by other processes on a shared machine; allocates; for
-    /// `avgas-bench backbone --layers`). Names are the weight prefixes plus "pool+classifier".
-    public func profileLayers(patch: [Float], runs: Int = 100) throws -> [(name: String, milliseconds: Double)] {
+    /// Runs `count` patches (1 ... `maxBatch`) stored one after the other in `patches`
+    /// ([count, 96, 64]). Results land in `embedding(i)` and `logits(i)`, identical to running
+    /// each patch alone. Allocates nothing; throws only for a wrong size or count.
+    public func forward(patches: UnsafeBufferPointer<Float>, count: Int) throws {
+        guard count >= 1, count <= maxBatch else {
+            throw NetworkError.wrongBufferSize(what: "YAMNet batch (patches, at most \(maxBatch))", expected: maxBatch, found: count)
+        }
+        guard patches.count == count * patchCount, let input = patches.baseAddress else {
+            throw NetworkError.wrongBufferSize(what: "YAMNet input batch", expected: count * patchCount, found: patches.count)
+        }
+        run(input, count: count, layerNanoseconds: nil)
+    }
+
+    @inline(__always) private func apply(_ op: Op, _ x: UnsafePointer<Float>, _ inShape: FeatureShape,
+                                         _ y: UnsafeMutablePointer<Float>) {
+        switch op {
+        case .conv(let l): l.forward(x, inShape, into: y, scratch: scratch.pointer)
+        case .depthwise(let l): l.forward(x, inShape, into: y)
+        case .pointwise(let l): l.forward(x, inShape, into: y)
+        }
+    }
+
+    /// The forward pass of `n` patches at `input` ([n, 96, 64]). `layerNanoseconds`, when given,
+    /// accumulates the time of each layer (`ops.count` + 1 entries, the last one pool +
+    /// classifier) for profiling.
+    private func run(_ input: UnsafePointer<Float>, count n: Int, layerNanoseconds times: UnsafeMutablePointer<UInt64>?) {
+        var t0 = times == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        @inline(__always) func lap(_ i: Int) {
+            guard let times else { return }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            times[i] += t1 - t0
+            t0 = t1
+        }
+        // Per-patch layers: patch p's maps alternate ping/pong; the last of them writes into
+        // batchPing at patch p's slot ([n, H, W, C] of the first batched layer's input).
+        let lateIn = batchFrom < ops.count ? ops[batchFrom].input.count : finalShape.count
+        for p in 0..<n {
+            // x: the current feature map [H, W, C]; the input patch is [96, 64, 1].
+            var x = input + p * patchCount
+            var outIsPing = true
+            for i in 0..<batchFrom {
+                let (op, inShape, _) = ops[i]
+                let y = i == batchFrom - 1 ? batchPing.pointer + p * lateIn : (outIsPing ? ping.pointer : pong.pointer)
+                apply(op, x, inShape, y)
+                lap(i)
+                x = UnsafePointer(y)
+                outIsPing.toggle()
+            }
+            if batchFrom == 0 { batchPing.pointer.update(from: x, count: patchCount) }
+        }
+        // Batched layers on [n, H, W, C]: the 1x1 layers as one product of n * H * W rows (the
+        // OpenBLAS kernel, whose results may depend on the row count, per patch), the others
+        // per patch.
+        var x = UnsafePointer(batchPing.pointer)
+        var outIsPong = true
+        for i in batchFrom..<ops.count {
+            let (op, inShape, outShape) = ops[i]
+            let y = outIsPong ? batchPong.pointer : batchPing.pointer
+            if case .pointwise(let l) = op, l.kernel != .openblas {
+                l.forward(x, FeatureShape(height: n * inShape.height, width: inShape.width, channels: inShape.channels), into: y)
+            } else {
+                for p in 0..<n { apply(op, x + p * inShape.count, inShape, y + p * outShape.count) }
+            }
+            lap(i)
+            x = UnsafePointer(y)
+            outIsPong.toggle()
+        }
+        // x: [n, 3, 2, 1024] -> embeddings [n, 1024] -> logits [n, 521]
+        for p in 0..<n {
+            globalAveragePool(x + p * finalShape.count, finalShape, into: embeddingBuffer.pointer + p * embeddingSize)
+        }
+        classifier.forward(embeddingBuffer.pointer, rows: n, into: logitsBuffer.pointer)
+        lap(ops.count)
+    }
+
+    /// Fastest time in milliseconds of each layer over `runs` forward passes of `batch` copies
+    /// of `patch`, per patch (the least disturbed by other processes on a shared machine;
+    /// allocates; for `avgas-bench backbone --layers`). Names are the weight prefixes plus
+    /// "pool+classifier".
+    public func profileLayers(patch: [Float], runs: Int = 100, batch: Int = 1) throws -> [(name: String, milliseconds: Double)] {
         guard patch.count == patchCount else {
             throw NetworkError.wrongBufferSize(what: "YAMNet input patch", expected: patchCount, found: patch.count)
         }
-        var samples = [[Double]](repeating: [], count: ops.count + 1)
-        try patch.withUnsafeBufferPointer { p in
-            try forward(patch: p)
+        let n = min(max(1, batch), maxBatch)
+        let input = [[Float]](repeating: patch, count: n).flatMap { $0 }
+        var best = [UInt64](repeating: .max, count: ops.count + 1)
+        var times = [UInt64](repeating: 0, count: ops.count + 1)
+        try input.withUnsafeBufferPointer { p in
+            try forward(patches: p, count: n)
             for _ in 0..<max(1, runs) {
-                var x = p.baseAddress!
-                var outIsPing = true
-                for (i, (op, inShape, _)) in ops.enumerated() {
-                    let y = outIsPing ? ping.pointer : pong.pointer
-                    let t0 = DispatchTime.now().uptimeNanoseconds
-                    switch op {
-                    case .conv(let l): l.forward(x, inShape, into: y, scratch: scratch.pointer)
-                    case .depthwise(let l): l.forward(x, inShape, into: y)
-                    case .pointwise(let l): l.forward(x, inShape, into: y)
-                    }
-                    samples[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-                    x = UnsafePointer(y)
-                    outIsPing.toggle()
-                }
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                globalAveragePool(x, finalShape, into: embeddingBuffer.pointer)
-                classifier.forward(embeddingBuffer.pointer, into: logitsBuffer.pointer)
-                samples[ops.count].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                for i in times.indices { times[i] = 0 }
+                times.withUnsafeMutableBufferPointer { run(p.baseAddress!, count: n, layerNanoseconds: $0.baseAddress!) }
+                for i in times.indices { best[i] = min(best[i], times[i]) }
             }
         }
         let names = ops.map { op -> String in
             switch op.op {
             case .conv(let l): "conv[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
-            case .depthwise(let l): "depthwise \(l.weight.name) \(op.input)->\(op.output)"
+            case .depthwise(let l): "depthwise\(l.vectorized ? "[avx512]" : "") \(l.weight.name) \(op.input)->\(op.output)"
             case .pointwise(let l): "pointwise[\(l.kernel.rawValue)] \(l.weight.name) \(op.input)->\(op.output)"
             }
-        } + ["pool+classifier"]
-        return zip(names, samples).map { ($0, $1.min() ?? 0) }
+        } + ["pool+classifier\(classifier.vectorized ? "[avx512]" : "")"]
+        return zip(names, best).map { ($0, Double($1) / 1e6 / Double(n)) }
     }
 
     /// Convenience for tools and tests (allocates): returns copies of the outputs.

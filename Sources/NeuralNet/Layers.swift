@@ -1,13 +1,17 @@
 // Layers for batch-1 convolutional networks on channels-last (HWC) feature maps.
 // Layouts (what tools/convert_yamnet.py writes):
 //   feature map      [H, W, C]  (row-major: element (y, x, c) at (y * W + x) * C + c)
-//   Conv2D           weight [kh, kw, cin, cout], bias [cout]   (im2col + sgemm)
+//   Conv2D           weight [kh, kw, cin, cout], bias [cout]   (im2col + sgemm, or direct with AVX-512)
 //   DepthwiseConv2D  weight [kh, kw, C], bias [C]              (direct, SIMD over channels)
-//   PointwiseConv2D  weight [cin, cout], bias [cout]           (one sgemm: [HW, cin] x [cin, cout])
-//   Dense            weight [out, in], bias [out]              (sgemv)
+//   PointwiseConv2D  weight [cin, cout], bias [cout]           (one product: [HW, cin] x [cin, cout])
+//   Dense            weight [out, in], bias [out]              (sgemv, or a packed product with AVX-512)
+// With AVX-512 (`NeuralNetRuntime.hasAVX512`) the layers use the NeuralNetAVX512 kernels, with
+// bias and activation fused into the store; a batch of N maps [N, H, W, C] is, for the 1x1
+// layers, one map of height N * H.
 // Padding is explicit [top, left, bottom, right] as in ONNX `pads` (TF "SAME" with stride 2 is [0, 0, 1, 1]).
 import COpenBLAS
 import Foundation
+import NeuralNetAVX512
 
 /// Geometry of an HWC feature map.
 public struct FeatureShape: Sendable, Equatable, CustomStringConvertible {
@@ -105,7 +109,8 @@ public struct Conv2D {
         strideH = stride.0; strideW = stride.1
         self.pads = pads; self.activation = activation
         self.kernel = kernel
-        packed = kernel == .openblas ? nil
+        precondition(kernel != .avx512 || NeuralNetRuntime.hasAVX512, "Conv2D: the AVX-512 kernel on a CPU without AVX-512")
+        packed = kernel == .openblas || kernel == .avx512 ? nil
             : PackedMatrix(weight.pointer, rows: kernelH * kernelW * inChannels, columns: outChannels, panelWidth: kernel.panelWidth)
     }
 
@@ -134,16 +139,36 @@ public struct Conv2D {
         return fastest
     }
 
-    /// Floats of scratch `forward` needs: the im2col matrix [Ho * Wo, K].
+    /// Floats of scratch `forward` needs: the im2col matrix [Ho * Wo, K] (for the direct AVX-512
+    /// convolution: a zero-padded copy of the input, or none).
     public func scratchCount(_ x: FeatureShape) -> Int {
+        if kernel == .avx512 {
+            return AVX512Kernels.convolutionScratchCount(height: x.height, width: x.width, inChannels: inChannels,
+                                                         outChannels: outChannels, kernel: kernelH, kernelW, pads: pads)
+        }
         let o = outputShape(x)
         return o.height * o.width * kernelH * kernelW * inChannels
+    }
+
+    /// The largest `scratchCount(x)` of any kernel (for a workspace shared by kernel trials).
+    public func scratchCountOfAnyKernel(_ x: FeatureShape) -> Int {
+        let o = outputShape(x)
+        return max(o.height * o.width * kernelH * kernelW * inChannels,
+                   AVX512Kernels.convolutionScratchCount(height: x.height, width: x.width, inChannels: inChannels,
+                                                         outChannels: outChannels, kernel: kernelH, kernelW, pads: pads))
     }
 
     /// x [H, W, cin] -> y [Ho, Wo, cout]; `scratch` holds `scratchCount(x)` floats.
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>,
                         scratch col: UnsafeMutablePointer<Float>) {
         let o = outputShape(xs)
+        if kernel == .avx512 {
+            AVX512Kernels.convolution(x, height: xs.height, width: xs.width, inChannels: inChannels, weight: weight.pointer,
+                                      bias: bias.pointer, outChannels: outChannels, kernel: kernelH, kernelW,
+                                      stride: strideH, strideW, pads: pads,
+                                      outHeight: o.height, outWidth: o.width, relu: activation == .relu, scratch: col, into: y)
+            return
+        }
         let k = kernelH * kernelW * inChannels
         // im2col: row (oy, ox) = the receptive field, ordered (i, j, c) to match the weight's [kh, kw, cin].
         for oy in 0..<o.height {
@@ -195,6 +220,7 @@ public struct PointwiseConv2D {
         inChannels = weight.shape[0]; outChannels = weight.shape[1]
         self.activation = activation
         self.kernel = kernel
+        precondition(kernel != .avx512 || NeuralNetRuntime.hasAVX512, "PointwiseConv2D: the AVX-512 kernel on a CPU without AVX-512")
         packed = kernel == .openblas ? nil
             : PackedMatrix(weight.pointer, rows: inChannels, columns: outChannels, panelWidth: kernel.panelWidth)
     }
@@ -208,9 +234,13 @@ public struct PointwiseConv2D {
         FeatureShape(height: x.height, width: x.width, channels: outChannels)
     }
 
-    /// x [H, W, cin] -> y [H, W, cout].
+    /// x [H, W, cin] -> y [H, W, cout] (a batch [N, H, W, cin]: pass height N * H).
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
         let m = xs.height * xs.width
+        if kernel == .avx512, let packed {
+            packed.multiplyAVX512(x, rows: m, bias: bias.pointer, activation: activation, into: y)
+            return
+        }
         if let packed {
             packed.multiply(x, rows: m, into: y, fused: kernel != .packed)
         } else {
@@ -237,7 +267,7 @@ public struct PointwiseConv2D {
     /// The kernel with the smallest `fastestTime` among `candidates` (like FFTW's planner: the
     /// answer depends on the CPU, the build's target and the BLAS).
     public func fastestKernel(for xs: FeatureShape, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
-                              candidates: [GemmKernel] = GemmKernel.allCases, runs: Int = 5) -> GemmKernel {
+                              candidates: [GemmKernel] = GemmKernel.available, runs: Int = 5) -> GemmKernel {
         let times = candidates.map { ($0, with(kernel: $0).fastestTime(for: xs, input: input, output: output, runs: runs)) }
         return times.min { $0.1 < $1.1 }?.0 ?? .openblas
     }
@@ -254,7 +284,8 @@ func monotonicNanoseconds() -> UInt64 {
 /// row (C floats, in L1) starts at the bias and accumulates one contiguous channel loop per
 /// valid kernel tap; activation is applied in place. The channel loops are plain loops over
 /// contiguous memory, which the compiler vectorises (explicit SIMD types are very slow in debug
-/// builds, where the tests run).
+/// builds, where the tests run). With AVX-512 (`vectorized`), the NeuralNetAVX512 kernel keeps
+/// 64 channels of the output pixel in registers across the taps (FMA) and fuses the activation.
 public struct DepthwiseConv2D {
     public let kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
     /// [top, left, bottom, right]
@@ -265,12 +296,17 @@ public struct DepthwiseConv2D {
     public let weight: FloatTensor
     /// [C]
     public let bias: FloatTensor
+    /// Whether `forward` uses the AVX-512 kernel.
+    public let vectorized: Bool
 
-    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation) {
+    /// `vectorized` defaults to `NeuralNetRuntime.hasAVX512` (it is ignored without AVX-512).
+    public init(weight: FloatTensor, bias: FloatTensor, stride: (Int, Int), pads: (Int, Int, Int, Int), activation: Activation,
+                vectorized: Bool = NeuralNetRuntime.hasAVX512) {
         self.weight = weight; self.bias = bias
         kernelH = weight.shape[0]; kernelW = weight.shape[1]; channels = weight.shape[2]
         strideH = stride.0; strideW = stride.1
         self.pads = pads; self.activation = activation
+        self.vectorized = vectorized && NeuralNetRuntime.hasAVX512
     }
 
     public func outputShape(_ x: FeatureShape) -> FeatureShape {
@@ -282,6 +318,13 @@ public struct DepthwiseConv2D {
     /// x [H, W, C] -> y [Ho, Wo, C].
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>) {
         let o = outputShape(xs)
+        if vectorized {
+            AVX512Kernels.depthwise(x, height: xs.height, width: xs.width, channels: channels, weight: weight.pointer,
+                                    bias: bias.pointer, kernel: kernelH, kernelW, stride: strideH, strideW,
+                                    padTop: pads.0, padLeft: pads.1, outHeight: o.height, outWidth: o.width,
+                                    relu: activation == .relu, into: y)
+            return
+        }
         let c = channels
         let w = weight.pointer, b = bias.pointer
         for oy in 0..<o.height {
@@ -317,7 +360,9 @@ public func globalAveragePool(_ x: UnsafePointer<Float>, _ xs: FeatureShape, int
     for ch in 0..<c { y[ch] *= scale }
 }
 
-/// Fully connected layer by sgemv: y [out] = act(W [out, in] x [in] + b [out]).
+/// Fully connected layer: y [out] = act(W [out, in] x [in] + b [out]), by sgemv, or with
+/// AVX-512 (`vectorized`) by the packed AVX-512 product on a transposed, packed copy of W
+/// ([in, out] in 32-column panels), which also takes a batch of rows at once.
 public struct Dense {
     public let inFeatures: Int, outFeatures: Int
     public let activation: Activation
@@ -325,18 +370,44 @@ public struct Dense {
     public let weight: FloatTensor
     /// [out]
     public let bias: FloatTensor
+    /// W transposed to [in, out] and packed (AVX-512 only, else nil).
+    let packed: PackedMatrix?
 
-    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation) {
+    /// `vectorized` defaults to `NeuralNetRuntime.hasAVX512` (it is ignored without AVX-512).
+    public init(weight: FloatTensor, bias: FloatTensor, activation: Activation, vectorized: Bool = NeuralNetRuntime.hasAVX512) {
         self.weight = weight; self.bias = bias
         outFeatures = weight.shape[0]; inFeatures = weight.shape[1]
         self.activation = activation
+        if vectorized && NeuralNetRuntime.hasAVX512 {
+            let (n, k) = (outFeatures, inFeatures)
+            var t = [Float](repeating: 0, count: k * n)  // [in, out]
+            for o in 0..<n { for i in 0..<k { t[i * n + o] = weight.pointer[o * k + i] } }
+            packed = PackedMatrix(t, rows: k, columns: n, panelWidth: 32)
+        } else {
+            packed = nil
+        }
     }
+
+    /// Whether `forward` uses the AVX-512 kernel.
+    public var vectorized: Bool { packed != nil }
 
     /// x [in] -> y [out].
     public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-        y.update(from: bias.pointer, count: outFeatures)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures),
-                    1, weight.pointer, Int32(inFeatures), x, 1, 1, y, 1)
-        if activation == .relu { for i in 0..<outFeatures { y[i] = max(y[i], 0) } }
+        forward(x, rows: 1, into: y)
+    }
+
+    /// x [rows, in] -> y [rows, out]; each row gives the same result as alone.
+    public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        if let packed {
+            packed.multiplyAVX512(x, rows: rows, bias: bias.pointer, activation: activation, into: y)
+            return
+        }
+        for r in 0..<rows {
+            let yr = y + r * outFeatures
+            yr.update(from: bias.pointer, count: outFeatures)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures),
+                        1, weight.pointer, Int32(inFeatures), x + r * inFeatures, 1, 1, yr, 1)
+            if activation == .relu { for i in 0..<outFeatures { yr[i] = max(yr[i], 0) } }
+        }
     }
 }

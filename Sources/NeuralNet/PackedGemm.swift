@@ -10,6 +10,8 @@
 // and 6 pixels, all multiples of 6). Each weight is read once per 6 rows, and a
 // panel (K * 64 bytes, at most 64 KB here) stays in L1/L2 across the row blocks.
 
+import NeuralNetAVX512
+
 /// How a product's multiply-add is computed. `fused` is one instruction with an FMA target
 /// (e.g. built with `-Xswiftc -target-cpu -Xswiftc x86-64-v3`) but a libm call per lane without
 /// one; `separate` is a multiply and an add. `PackedMatrix` measures and picks (see `GemmKernel`).
@@ -32,9 +34,26 @@ public enum GemmKernel: String, Sendable, CaseIterable {
     /// `PackedMatrix` with 32-column panels and fused multiply-add: a 6 x 32 register block,
     /// which needs 32 vector registers' worth of accumulators (fast with an AVX-512 target).
     case packedWideFMA
+    /// The AVX-512 kernels of the NeuralNetAVX512 target: `PackedMatrix` with 32-column panels,
+    /// 12 x 32 register blocks and the bias and activation fused into the store; for `Conv2D`, a
+    /// direct convolution (no im2col). Only on CPUs with AVX-512 (`NeuralNetRuntime.hasAVX512`).
+    case avx512
 
     /// Columns per panel of the packed layout this kernel reads.
-    var panelWidth: Int { self == .packedWideFMA ? 32 : 16 }
+    var panelWidth: Int { self == .packedWideFMA || self == .avx512 ? 32 : 16 }
+
+    /// The kernels this CPU can run (`.avx512` only with AVX-512).
+    public static var available: [GemmKernel] {
+        NeuralNetRuntime.hasAVX512 ? allCases : allCases.filter { $0 != .avx512 }
+    }
+
+    /// The fastest kernel on this project's machines for a matrix of `rows` rows (feature-map
+    /// positions; measured with `avgas-bench backbone --layers`): the AVX-512 kernel where the
+    /// CPU has it, else OpenBLAS for more than 64 rows and the packed FMA kernel below.
+    public static func standard(rows: Int) -> GemmKernel {
+        if NeuralNetRuntime.hasAVX512 { return .avx512 }
+        return rows <= 64 ? .packedFMA : .openblas
+    }
 }
 
 /// A [K, N] float matrix copied into 16- or 32-column panels, multiplied by small row blocks.
@@ -60,6 +79,16 @@ public final class PackedMatrix: @unchecked Sendable {  // immutable after init
                 if width < pw { (dst + width).update(repeating: 0, count: pw - width) }
             }
         }
+    }
+
+    /// y [m, N] = act(x [m, K] * W + bias [N]) by the AVX-512 kernel (32-column panels only;
+    /// call only when `NeuralNetRuntime.hasAVX512`). Rows are computed independently, each by
+    /// the same operations whatever `m`: a batch gives the same rows as one row at a time.
+    public func multiplyAVX512(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>, activation: Activation,
+                               into y: UnsafeMutablePointer<Float>) {
+        precondition(panelWidth == 32 && NeuralNetRuntime.hasAVX512, "PackedMatrix.multiplyAVX512 needs 32-column panels and AVX-512")
+        AVX512Kernels.gemm(x, rows: m, depth: rows, packed: storage.pointer, columns: columns, bias: bias,
+                           relu: activation == .relu, into: y)
     }
 
     /// y [m, N] = x [m, K] * W (overwrites y).

@@ -9,6 +9,22 @@ public enum NeuralNetRuntime {
     /// OpenBLAS's kernel family for this CPU (e.g. "Haswell", "SkylakeX"); print it next to timings.
     public static var coreName: String { String(cString: openblas_get_corename()) }
 
+    /// Whether this CPU (and the operating system) supports the AVX-512 kernels of the
+    /// NeuralNetAVX512 target (AVX-512F, BW, DQ and VL, as listed in /proc/cpuinfo, which lists
+    /// only what the kernel enables). `AVGAS_NO_AVX512=1` in the environment turns them off
+    /// (to test or time the AVX2 fallback). Layers choose their kernels from this when built.
+    public static let hasAVX512: Bool = {
+        if ProcessInfo.processInfo.environment["AVGAS_NO_AVX512"] == "1" { return false }
+        #if arch(x86_64) && os(Linux)
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        return flags.isSuperset(of: ["avx512f", "avx512bw", "avx512dq", "avx512vl", "fma"])
+        #else
+        return false
+        #endif
+    }()
+
     /// The number of threads OpenBLAS uses for one call.
     public static var threads: Int { Int(openblas_get_num_threads()) }
 

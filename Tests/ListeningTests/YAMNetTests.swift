@@ -22,6 +22,30 @@ final class YAMNetTests: XCTestCase {
         try checkParity(kernel: .packedWideFMA, patchLimit: 2)
     }
 
+    /// The AVX-512 kernels (the standard choice on AVX-512 CPUs; always built optimised) on every
+    /// golden patch.
+    func testParityOfAVX512Kernels() throws {
+        try XCTSkipUnless(NeuralNetRuntime.hasAVX512, "no AVX-512 on this CPU")
+        try checkParity(kernel: .avx512, patchLimit: nil)
+    }
+
+    /// A batch gives each patch exactly (bit for bit) the outputs it gets alone, with the
+    /// standard kernels (what the offline analysis batches).
+    func testBatchEqualsPatchByPatch() throws {
+        let golden = try SafeTensorsFile(path: TestPaths.fixture("ListeningTests", "yamnet_golden.safetensors").path)
+        let patches = try golden.floats("patches")
+        let n = 5
+        let net = try YAMNet(path: Self.weightsPath, maxBatch: 8)
+        try net.forward(patches: UnsafeBufferPointer(start: patches.pointer, count: n * 6144), count: n)
+        let batchLogits = (0..<n).map { Array(net.logits($0)) }, batchEmb = (0..<n).map { Array(net.embedding($0)) }
+        for p in 0..<n {
+            try net.forward(patch: UnsafeBufferPointer(start: patches.pointer + p * 6144, count: 6144))
+            XCTAssertEqual(Array(net.logits), batchLogits[p], "patch \(p)")
+            XCTAssertEqual(Array(net.embedding), batchEmb[p], "patch \(p)")
+        }
+        XCTAssertThrowsError(try net.forward(patches: UnsafeBufferPointer(start: patches.pointer, count: 9 * 6144), count: 9))
+    }
+
     func checkParity(kernel: GemmKernel, patchLimit: Int?) throws {
         let golden = try SafeTensorsFile(path: TestPaths.fixture("ListeningTests", "yamnet_golden.safetensors").path)
         let patches = try golden.floats("patches")
@@ -34,6 +58,7 @@ final class YAMNetTests: XCTestCase {
 
         let net = try YAMNet(path: Self.weightsPath, kernels: .fixed(kernel))
         XCTAssertEqual(net.pointwiseKernels, [GemmKernel](repeating: kernel, count: 13))
+        XCTAssertEqual(net.convKernels, [kernel])
         XCTAssertEqual(net.embeddingSize, 1024)
         XCTAssertEqual(net.classCount, 521)
         XCTAssertEqual(net.patchCount, 96 * 64)

@@ -75,17 +75,62 @@ final class LayerTests: XCTestCase {
     }
 
     func testDepthwiseBothStridesWithChannelTail() throws {
-        for (stride, pads) in [((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 0, 1, 1))] {
-            let s = FeatureShape(height: 5, width: 7, channels: 37)  // 2 SIMD blocks of 16 + a tail of 5
-            let t = try tensors([("w", [3, 3, 37]), ("b", [37])])
-            let layer = DepthwiseConv2D(weight: t["w"]!, bias: t["b"]!, stride: stride, pads: pads, activation: .relu)
-            let x = values(s.count, seed: 7)
-            let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 37, depthwise: true,
-                                          stride: stride, pads: pads, bias: Array(t["b"]!.buffer), relu: true)
-            XCTAssertEqual(layer.outputShape(s), rs)
+        // 37 channels: 2 SIMD blocks of 16 + a tail of 5; 96 channels: 64 + 32 (AVX-512 generic
+        // path); 48 channels on a 14 x 13 map: the AVX-512 3x3 path (interior and border pixels).
+        for (shape, c) in [((5, 7), 37), ((5, 7), 96), ((14, 13), 48)] {
+            for (stride, pads) in [((1, 1), (1, 1, 1, 1)), ((2, 2), (0, 0, 1, 1))] {
+                let s = FeatureShape(height: shape.0, width: shape.1, channels: c)
+                let t = try tensors([("w", [3, 3, c]), ("b", [c])])
+                let x = values(s.count, seed: 7)
+                let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: c, depthwise: true,
+                                              stride: stride, pads: pads, bias: Array(t["b"]!.buffer), relu: true)
+                for vectorized in NeuralNetRuntime.hasAVX512 ? [false, true] : [false] {
+                    let layer = DepthwiseConv2D(weight: t["w"]!, bias: t["b"]!, stride: stride, pads: pads, activation: .relu,
+                                                vectorized: vectorized)
+                    XCTAssertEqual(layer.vectorized, vectorized)
+                    XCTAssertEqual(layer.outputShape(s), rs)
+                    var y = [Float](repeating: .nan, count: rs.count)
+                    layer.forward(x, s, into: &y)
+                    assertClose(y, ref, "depthwise \(s) stride \(stride) vectorized \(vectorized)")
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 product gives each row the same bits whatever the number of rows (12-, 6- and
+    /// 1-row blocks): batches equal single rows.
+    func testAVX512PointwiseRowsAreIndependentOfRowCount() throws {
+        try XCTSkipUnless(NeuralNetRuntime.hasAVX512, "no AVX-512 on this CPU")
+        let t = try tensors([("w", [40, 70]), ("b", [70])])
+        let layer = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .relu, kernel: .avx512)
+        let rows = 31  // 2 blocks of 12 + 6 + 1
+        let x = values(rows * 40, seed: 21)
+        var all = [Float](repeating: .nan, count: rows * 70)
+        layer.forward(x, FeatureShape(height: rows, width: 1, channels: 40), into: &all)
+        for r in 0..<rows {
+            var one = [Float](repeating: .nan, count: 70)
+            Array(x[(r * 40)..<((r + 1) * 40)]).withUnsafeBufferPointer {
+                layer.forward($0.baseAddress!, FeatureShape(height: 1, width: 1, channels: 40), into: &one)
+            }
+            XCTAssertEqual(one, Array(all[(r * 70)..<((r + 1) * 70)]), "row \(r)")
+        }
+    }
+
+    /// YAMNet's first layer shape (3x3, stride 2, one input channel, 32 outputs) takes the
+    /// AVX-512 register-resident path.
+    func testConv2DFirstLayerShape() throws {
+        let s = FeatureShape(height: 10, width: 8, channels: 1)
+        let t = try tensors([("w", [3, 3, 1, 32]), ("b", [32])])
+        let x = values(s.count, seed: 5)
+        let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 32, depthwise: false,
+                                      stride: (2, 2), pads: (0, 0, 1, 1), bias: Array(t["b"]!.buffer), relu: true)
+        let base = Conv2D(weight: t["w"]!, bias: t["b"]!, stride: (2, 2), pads: (0, 0, 1, 1), activation: .relu)
+        for k in GemmKernel.available {
+            let layer = base.with(kernel: k)
+            var scratch = [Float](repeating: .nan, count: max(1, layer.scratchCount(s)))
             var y = [Float](repeating: .nan, count: rs.count)
-            layer.forward(x, s, into: &y)
-            assertClose(y, ref, "depthwise stride \(stride)")
+            layer.forward(x, s, into: &y, scratch: &scratch)
+            assertClose(y, ref, "first-layer conv \(k)")
         }
     }
 
@@ -95,7 +140,7 @@ final class LayerTests: XCTestCase {
         let x = values(s.count, seed: 3)
         let (ref, _) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (1, 1), cout: 21, depthwise: false,
                                      stride: (1, 1), pads: (0, 0, 0, 0), bias: Array(t["b"]!.buffer), relu: false)
-        for kernel in GemmKernel.allCases {
+        for kernel in GemmKernel.available {
             let layer = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .none, kernel: kernel)
             var y = [Float](repeating: .nan, count: 7 * 21)
             layer.forward(x, s, into: &y)
@@ -104,18 +149,26 @@ final class LayerTests: XCTestCase {
         let base = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .none)
         var a = x, b = [Float](repeating: 0, count: 7 * 21)
         let chosen = base.fastestKernel(for: s, input: &a, output: &b, runs: 2)
-        XCTAssertTrue(GemmKernel.allCases.contains(chosen))
+        XCTAssertTrue(GemmKernel.available.contains(chosen))
     }
 
     func testDenseAndGlobalAveragePool() throws {
         let t = try tensors([("w", [11, 19]), ("b", [11])])
-        let layer = Dense(weight: t["w"]!, bias: t["b"]!, activation: .relu)
         let x = values(19, seed: 5)
-        var y = [Float](repeating: .nan, count: 11)
-        layer.forward(x, into: &y)
         let w = Array(t["w"]!.buffer), b = Array(t["b"]!.buffer)
         let ref = (0..<11).map { o in max(0, b[o] + (0..<19).reduce(Float(0)) { $0 + w[o * 19 + $1] * x[$1] }) }
-        assertClose(y, ref, "dense")
+        for vectorized in NeuralNetRuntime.hasAVX512 ? [false, true] : [false] {
+            let layer = Dense(weight: t["w"]!, bias: t["b"]!, activation: .relu, vectorized: vectorized)
+            XCTAssertEqual(layer.vectorized, vectorized)
+            var y = [Float](repeating: .nan, count: 11)
+            layer.forward(x, into: &y)
+            assertClose(y, ref, "dense vectorized \(vectorized)")
+            // Three rows at once: each row as alone.
+            var y3 = [Float](repeating: .nan, count: 33)
+            layer.forward(x + x.reversed() + x, rows: 3, into: &y3)
+            XCTAssertEqual(Array(y3[0..<11]), y)
+            XCTAssertEqual(Array(y3[22..<33]), y)
+        }
 
         let s = FeatureShape(height: 3, width: 2, channels: 5)
         let m = values(s.count, seed: 11)
@@ -141,7 +194,8 @@ final class Conv2DKernelTests: XCTestCase {
         var scratch = [Float](repeating: 0, count: base.scratchCount(s))
         var ref = [Float](repeating: 0, count: base.outputShape(s).count)
         base.forward(x, s, into: &ref, scratch: &scratch)
-        for k in GemmKernel.allCases {
+        scratch = [Float](repeating: .nan, count: base.scratchCountOfAnyKernel(s))
+        for k in GemmKernel.available {
             var y = [Float](repeating: .nan, count: ref.count)
             base.with(kernel: k).forward(x, s, into: &y, scratch: &scratch)
             let worst = zip(y, ref).map { abs($0 - $1) }.max()!

@@ -1,0 +1,431 @@
+// AVX-512 kernels for the NeuralNet runtime's batch-1 (and small-batch) convolutional layers.
+//
+// This target is compiled for `skylake-avx512` (Package.swift), so `SIMD16<Float>` is one zmm
+// register and `addProduct` one FMA. Nothing here may run on a CPU without AVX-512F/BW/DQ/VL:
+// NeuralNet calls these functions only when `NeuralNetRuntime.hasAVX512` says the CPU (and the
+// kernel's saved register state) supports them, and keeps its AVX2 code for other CPUs.
+//
+// Layouts (channels-last, as in NeuralNet/Layers.swift):
+//   feature map        [H, W, C]           element (y, x, c) at (y * W + x) * C + c
+//   packed matrix      [panels, K, 32]     panel j holds columns 32 j ..< 32 j + 32, zero-padded
+//   depthwise weight   [kh, kw, C]
+//   conv weight        [kh, kw, cin, cout]
+//
+// Every output element is computed by the same sequence of operations whatever the row block,
+// batch size or thread that computes it (one FMA chain over k in increasing order from zero,
+// then + bias, then the activation): a batch of patches gives bit-identical results to the
+// patches one at a time.
+
+/// The AVX-512 kernels. Call only when the CPU supports AVX-512F/BW/DQ/VL.
+public enum AVX512Kernels {
+    /// Columns per panel of the packed matrices `gemm` reads.
+    public static let panelWidth = 32
+
+    /// y [m, n] = act(x [m, k] * W [k, n] + bias [n]), W packed as [panels, k, 32]
+    /// (`panels` = ceil(n / 32), zero-padded columns). Rows of x are `k` apart, rows of y `n`
+    /// apart. `relu` applies max(., 0) after the bias. Allocates nothing.
+    ///
+    /// Loop order: panel outer (each 32-column panel is read from memory once and reused by
+    /// every row block from L1/L2), 12-row blocks inner (a 12 x 32 block of y in 24 zmm
+    /// registers; per k two panel loads and twelve broadcast FMAs pairs), then a 6-row block
+    /// and single rows for the remainder.
+    public static func gemm(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int,
+                            packed w: UnsafePointer<Float>, columns n: Int,
+                            bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+        let panels = (n + 31) / 32
+        for j in 0..<panels {
+            let panel = UnsafeRawPointer(w + j * k * 32)
+            let col = 32 * j
+            let width = min(32, n - col)
+            let bRaw = UnsafeRawPointer(bias + col)
+            // Bias of this panel (the tail panel reads only `width` values).
+            let (b0, b1): (SIMD16<Float>, SIMD16<Float>)
+            if width == 32 {
+                b0 = bRaw.loadUnaligned(as: SIMD16<Float>.self)
+                b1 = bRaw.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            } else {
+                var t0 = SIMD16<Float>(), t1 = SIMD16<Float>()
+                for c in 0..<width { if c < 16 { t0[c] = bias[col + c] } else { t1[c - 16] = bias[col + c] } }
+                b0 = t0; b1 = t1
+            }
+            var r0 = 0
+            while m - r0 >= 12 {
+                block12(x + r0 * k, k, panel, y + r0 * n + col, n, width, b0, b1, relu)
+                r0 += 12
+            }
+            if m - r0 >= 6 {
+                block6(x + r0 * k, k, panel, y + r0 * n + col, n, width, b0, b1, relu)
+                r0 += 6
+            }
+            while r0 < m {
+                block1(x + r0 * k, k, panel, y + r0 * n + col, width, b0, b1, relu)
+                r0 += 1
+            }
+        }
+    }
+
+    @inline(__always)
+    static func finish(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ b0: SIMD16<Float>, _ b1: SIMD16<Float>, _ relu: Bool,
+                       _ out: UnsafeMutablePointer<Float>, _ width: Int) {
+        var u = a + b0, v = b + b1
+        if relu {
+            u = u.replacing(with: 0, where: u .< 0)
+            v = v.replacing(with: 0, where: v .< 0)
+        }
+        if width == 32 {
+            UnsafeMutableRawPointer(out).storeBytes(of: u, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(out).storeBytes(of: v, toByteOffset: 64, as: SIMD16<Float>.self)
+        } else {
+            for c in 0..<width { out[c] = c < 16 ? u[c] : v[c - 16] }
+        }
+    }
+
+    @inline(never)
+    static func block12(_ x: UnsafePointer<Float>, _ k: Int, _ panel: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>,
+                        _ n: Int, _ width: Int, _ b0: SIMD16<Float>, _ b1: SIMD16<Float>, _ relu: Bool) {
+        var a0 = SIMD16<Float>(), c0 = SIMD16<Float>(), a1 = SIMD16<Float>(), c1 = SIMD16<Float>()
+        var a2 = SIMD16<Float>(), c2 = SIMD16<Float>(), a3 = SIMD16<Float>(), c3 = SIMD16<Float>()
+        var a4 = SIMD16<Float>(), c4 = SIMD16<Float>(), a5 = SIMD16<Float>(), c5 = SIMD16<Float>()
+        var a6 = SIMD16<Float>(), c6 = SIMD16<Float>(), a7 = SIMD16<Float>(), c7 = SIMD16<Float>()
+        var a8 = SIMD16<Float>(), c8 = SIMD16<Float>(), a9 = SIMD16<Float>(), c9 = SIMD16<Float>()
+        var a10 = SIMD16<Float>(), c10 = SIMD16<Float>(), a11 = SIMD16<Float>(), c11 = SIMD16<Float>()
+        let x0 = x, x1 = x + k, x2 = x + 2 * k, x3 = x + 3 * k, x4 = x + 4 * k, x5 = x + 5 * k
+        let x6 = x + 6 * k, x7 = x + 7 * k, x8 = x + 8 * k, x9 = x + 9 * k, x10 = x + 10 * k, x11 = x + 11 * k
+        var p = panel
+        for i in 0..<k {
+            let wa = p.loadUnaligned(as: SIMD16<Float>.self)
+            let wb = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            p += 128
+            var v = SIMD16<Float>(repeating: x0[i]); a0.addProduct(v, wa); c0.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x1[i]); a1.addProduct(v, wa); c1.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x2[i]); a2.addProduct(v, wa); c2.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x3[i]); a3.addProduct(v, wa); c3.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x4[i]); a4.addProduct(v, wa); c4.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x5[i]); a5.addProduct(v, wa); c5.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x6[i]); a6.addProduct(v, wa); c6.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x7[i]); a7.addProduct(v, wa); c7.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x8[i]); a8.addProduct(v, wa); c8.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x9[i]); a9.addProduct(v, wa); c9.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x10[i]); a10.addProduct(v, wa); c10.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x11[i]); a11.addProduct(v, wa); c11.addProduct(v, wb)
+        }
+        finish(a0, c0, b0, b1, relu, y, width)
+        finish(a1, c1, b0, b1, relu, y + n, width)
+        finish(a2, c2, b0, b1, relu, y + 2 * n, width)
+        finish(a3, c3, b0, b1, relu, y + 3 * n, width)
+        finish(a4, c4, b0, b1, relu, y + 4 * n, width)
+        finish(a5, c5, b0, b1, relu, y + 5 * n, width)
+        finish(a6, c6, b0, b1, relu, y + 6 * n, width)
+        finish(a7, c7, b0, b1, relu, y + 7 * n, width)
+        finish(a8, c8, b0, b1, relu, y + 8 * n, width)
+        finish(a9, c9, b0, b1, relu, y + 9 * n, width)
+        finish(a10, c10, b0, b1, relu, y + 10 * n, width)
+        finish(a11, c11, b0, b1, relu, y + 11 * n, width)
+    }
+
+    @inline(never)
+    static func block6(_ x: UnsafePointer<Float>, _ k: Int, _ panel: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>,
+                       _ n: Int, _ width: Int, _ b0: SIMD16<Float>, _ b1: SIMD16<Float>, _ relu: Bool) {
+        var a0 = SIMD16<Float>(), c0 = SIMD16<Float>(), a1 = SIMD16<Float>(), c1 = SIMD16<Float>()
+        var a2 = SIMD16<Float>(), c2 = SIMD16<Float>(), a3 = SIMD16<Float>(), c3 = SIMD16<Float>()
+        var a4 = SIMD16<Float>(), c4 = SIMD16<Float>(), a5 = SIMD16<Float>(), c5 = SIMD16<Float>()
+        let x0 = x, x1 = x + k, x2 = x + 2 * k, x3 = x + 3 * k, x4 = x + 4 * k, x5 = x + 5 * k
+        var p = panel
+        for i in 0..<k {
+            let wa = p.loadUnaligned(as: SIMD16<Float>.self)
+            let wb = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            p += 128
+            var v = SIMD16<Float>(repeating: x0[i]); a0.addProduct(v, wa); c0.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x1[i]); a1.addProduct(v, wa); c1.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x2[i]); a2.addProduct(v, wa); c2.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x3[i]); a3.addProduct(v, wa); c3.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x4[i]); a4.addProduct(v, wa); c4.addProduct(v, wb)
+            v = SIMD16<Float>(repeating: x5[i]); a5.addProduct(v, wa); c5.addProduct(v, wb)
+        }
+        finish(a0, c0, b0, b1, relu, y, width)
+        finish(a1, c1, b0, b1, relu, y + n, width)
+        finish(a2, c2, b0, b1, relu, y + 2 * n, width)
+        finish(a3, c3, b0, b1, relu, y + 3 * n, width)
+        finish(a4, c4, b0, b1, relu, y + 4 * n, width)
+        finish(a5, c5, b0, b1, relu, y + 5 * n, width)
+    }
+
+    /// One row; four accumulator pairs over k (k split in four interleaved chains would change
+    /// the summation order, so the chain stays single: same result as the 12- and 6-row blocks).
+    @inline(never)
+    static func block1(_ x: UnsafePointer<Float>, _ k: Int, _ panel: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>,
+                       _ width: Int, _ b0: SIMD16<Float>, _ b1: SIMD16<Float>, _ relu: Bool) {
+        var a0 = SIMD16<Float>(), c0 = SIMD16<Float>()
+        var p = panel
+        for i in 0..<k {
+            let v = SIMD16<Float>(repeating: x[i])
+            a0.addProduct(v, p.loadUnaligned(as: SIMD16<Float>.self))
+            c0.addProduct(v, p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+            p += 128
+        }
+        finish(a0, c0, b0, b1, relu, y, width)
+    }
+
+    /// Depthwise convolution, direct: x [H, W, C] -> y [Ho, Wo, C] with weight [kh, kw, C] and
+    /// bias [C]; pads [top, left, (bottom, right implied by ho, wo)]. For each output pixel and
+    /// each group of 64 (then 16, then single) channels, the accumulators start at the bias,
+    /// take one FMA per valid tap in (i, j) order, and are stored once after the activation.
+    public static func depthwise(_ x: UnsafePointer<Float>, height h: Int, width w: Int, channels c: Int,
+                                 weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                                 kernel kh: Int, _ kw: Int, stride sh: Int, _ sw: Int, padTop pt: Int, padLeft pl: Int,
+                                 outHeight ho: Int, outWidth wo: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+        // The 3x3 path pays off where most pixels are interior (measured: maps of more than
+        // 96 output pixels); small maps take the generic loop, 64 channels per pass.
+        if kh == 3, kw == 3, c % 16 == 0, ho * wo > 96 {
+            depthwise3x3(x, h, w, c, weight, bias, sh, sw, pt, pl, ho, wo, relu, y)
+            return
+        }
+        let wr = UnsafeRawPointer(weight), br = UnsafeRawPointer(bias)
+        for oy in 0..<ho {
+            let iy0 = oy * sh - pt
+            let i0 = max(0, -iy0), i1 = min(kh, h - iy0)
+            for ox in 0..<wo {
+                let ix0 = ox * sw - pl
+                let j0 = max(0, -ix0), j1 = min(kw, w - ix0)
+                let out = UnsafeMutableRawPointer(y + (oy * wo + ox) * c)
+                let base = UnsafeRawPointer(x + (iy0 * w + ix0) * c)  // tap (0, 0), maybe outside the map
+                var ch = 0
+                while c - ch >= 64 {
+                    let o = ch * 4
+                    var s0 = br.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                    var s1 = br.loadUnaligned(fromByteOffset: o + 64, as: SIMD16<Float>.self)
+                    var s2 = br.loadUnaligned(fromByteOffset: o + 128, as: SIMD16<Float>.self)
+                    var s3 = br.loadUnaligned(fromByteOffset: o + 192, as: SIMD16<Float>.self)
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            let xo = ((i * w + j) * c) * 4 + o, wo4 = ((i * kw + j) * c) * 4 + o
+                            s0.addProduct(base.loadUnaligned(fromByteOffset: xo, as: SIMD16<Float>.self),
+                                          wr.loadUnaligned(fromByteOffset: wo4, as: SIMD16<Float>.self))
+                            s1.addProduct(base.loadUnaligned(fromByteOffset: xo + 64, as: SIMD16<Float>.self),
+                                          wr.loadUnaligned(fromByteOffset: wo4 + 64, as: SIMD16<Float>.self))
+                            s2.addProduct(base.loadUnaligned(fromByteOffset: xo + 128, as: SIMD16<Float>.self),
+                                          wr.loadUnaligned(fromByteOffset: wo4 + 128, as: SIMD16<Float>.self))
+                            s3.addProduct(base.loadUnaligned(fromByteOffset: xo + 192, as: SIMD16<Float>.self),
+                                          wr.loadUnaligned(fromByteOffset: wo4 + 192, as: SIMD16<Float>.self))
+                        }
+                    }
+                    if relu {
+                        s0 = s0.replacing(with: 0, where: s0 .< 0); s1 = s1.replacing(with: 0, where: s1 .< 0)
+                        s2 = s2.replacing(with: 0, where: s2 .< 0); s3 = s3.replacing(with: 0, where: s3 .< 0)
+                    }
+                    out.storeBytes(of: s0, toByteOffset: o, as: SIMD16<Float>.self)
+                    out.storeBytes(of: s1, toByteOffset: o + 64, as: SIMD16<Float>.self)
+                    out.storeBytes(of: s2, toByteOffset: o + 128, as: SIMD16<Float>.self)
+                    out.storeBytes(of: s3, toByteOffset: o + 192, as: SIMD16<Float>.self)
+                    ch += 64
+                }
+                while c - ch >= 16 {
+                    let o = ch * 4
+                    var s0 = br.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            s0.addProduct(base.loadUnaligned(fromByteOffset: ((i * w + j) * c) * 4 + o, as: SIMD16<Float>.self),
+                                          wr.loadUnaligned(fromByteOffset: ((i * kw + j) * c) * 4 + o, as: SIMD16<Float>.self))
+                        }
+                    }
+                    if relu { s0 = s0.replacing(with: 0, where: s0 .< 0) }
+                    out.storeBytes(of: s0, toByteOffset: o, as: SIMD16<Float>.self)
+                    ch += 16
+                }
+                while ch < c {
+                    var s = bias[ch]
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            let xv = base.load(fromByteOffset: (((i * w + j) * c) + ch) * 4, as: Float.self)
+                            s = s.addingProduct(xv, weight[(i * kw + j) * c + ch])
+                        }
+                    }
+                    out.storeBytes(of: relu ? max(s, 0) : s, toByteOffset: ch * 4, as: Float.self)
+                    ch += 1
+                }
+            }
+        }
+    }
+
+    /// 3x3 depthwise, C a multiple of 16: one group of 16 channels at a time, its nine taps and
+    /// bias held in registers while the group walks every output pixel; interior pixels take
+    /// nine unrolled FMAs, border pixels only their valid taps (same (i, j) order).
+    static func depthwise3x3(_ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ c: Int,
+                             _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ sh: Int, _ sw: Int,
+                             _ pt: Int, _ pl: Int, _ ho: Int, _ wo: Int, _ relu: Bool, _ y: UnsafeMutablePointer<Float>) {
+        let wr = UnsafeRawPointer(weight)
+        let row = w * c * 4, px = c * 4  // bytes between input rows, pixels
+        // Output rows/columns whose 3x3 window lies inside the map.
+        let oyLo = min(ho, (pt + sh - 1) / sh), oyHi = max(oyLo, min(ho, (h - 3 + pt) / sh + 1))
+        let oxLo = min(wo, (pl + sw - 1) / sw), oxHi = max(oxLo, min(wo, (w - 3 + pl) / sw + 1))
+        for g in stride(from: 0, to: c, by: 16) {
+            let o = g * 4
+            let bv = UnsafeRawPointer(bias).loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            let w0 = wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            let w1 = wr.loadUnaligned(fromByteOffset: px + o, as: SIMD16<Float>.self)
+            let w2 = wr.loadUnaligned(fromByteOffset: 2 * px + o, as: SIMD16<Float>.self)
+            let w3 = wr.loadUnaligned(fromByteOffset: 3 * px + o, as: SIMD16<Float>.self)
+            let w4 = wr.loadUnaligned(fromByteOffset: 4 * px + o, as: SIMD16<Float>.self)
+            let w5 = wr.loadUnaligned(fromByteOffset: 5 * px + o, as: SIMD16<Float>.self)
+            let w6 = wr.loadUnaligned(fromByteOffset: 6 * px + o, as: SIMD16<Float>.self)
+            let w7 = wr.loadUnaligned(fromByteOffset: 7 * px + o, as: SIMD16<Float>.self)
+            let w8 = wr.loadUnaligned(fromByteOffset: 8 * px + o, as: SIMD16<Float>.self)
+            @inline(__always) func store(_ v: SIMD16<Float>, _ oy: Int, _ ox: Int) {
+                var s = v
+                if relu { s = s.replacing(with: 0, where: s .< 0) }
+                UnsafeMutableRawPointer(y + (oy * wo + ox) * c).storeBytes(of: s, toByteOffset: o, as: SIMD16<Float>.self)
+            }
+            // Border pixel: valid taps only.
+            @inline(__always) func border(_ oy: Int, _ ox: Int) {
+                let iy0 = oy * sh - pt, ix0 = ox * sw - pl
+                var s = bv
+                for i in max(0, -iy0)..<min(3, h - iy0) {
+                    for j in max(0, -ix0)..<min(3, w - ix0) {
+                        let xv = UnsafeRawPointer(x).loadUnaligned(fromByteOffset: (iy0 + i) * row + (ix0 + j) * px + o,
+                                                                   as: SIMD16<Float>.self)
+                        s.addProduct(xv, wr.loadUnaligned(fromByteOffset: (i * 3 + j) * px + o, as: SIMD16<Float>.self))
+                    }
+                }
+                store(s, oy, ox)
+            }
+            for oy in 0..<ho {
+                guard oy >= oyLo && oy < oyHi else {
+                    for ox in 0..<wo { border(oy, ox) }
+                    continue
+                }
+                for ox in 0..<oxLo { border(oy, ox) }
+                let iy0 = oy * sh - pt
+                var p = UnsafeRawPointer(x) + iy0 * row + (oxLo * sw - pl) * px + o
+                let step = sw * px
+                for ox in oxLo..<oxHi {
+                    var s = bv
+                    s.addProduct(p.loadUnaligned(as: SIMD16<Float>.self), w0)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: px, as: SIMD16<Float>.self), w1)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: 2 * px, as: SIMD16<Float>.self), w2)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: row, as: SIMD16<Float>.self), w3)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: row + px, as: SIMD16<Float>.self), w4)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: row + 2 * px, as: SIMD16<Float>.self), w5)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: 2 * row, as: SIMD16<Float>.self), w6)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: 2 * row + px, as: SIMD16<Float>.self), w7)
+                    s.addProduct(p.loadUnaligned(fromByteOffset: 2 * row + 2 * px, as: SIMD16<Float>.self), w8)
+                    store(s, oy, ox)
+                    p += step
+                }
+                for ox in oxHi..<wo { border(oy, ox) }
+            }
+        }
+    }
+
+    /// Floats of scratch `convolution` needs: a zero-padded copy of the input for the 3x3,
+    /// one-input-channel, 32-output-channel case (YAMNet's first layer), else none.
+    public static func convolutionScratchCount(height h: Int, width w: Int, inChannels cin: Int, outChannels cout: Int,
+                                               kernel kh: Int, _ kw: Int, pads: (Int, Int, Int, Int)) -> Int {
+        kh == 3 && kw == 3 && cin == 1 && cout == 32 ? (h + pads.0 + pads.2) * (w + pads.1 + pads.3) : 0
+    }
+
+    /// Full convolution, direct, for few input channels (YAMNet's first layer: 3x3, cin 1):
+    /// x [H, W, cin] -> y [Ho, Wo, cout], weight [kh, kw, cin, cout], bias [cout]. For each
+    /// output pixel and group of 32 (then 16, then single) output channels, the accumulators
+    /// start at the bias and take one broadcast FMA per valid tap and input channel.
+    public static func convolution(_ x: UnsafePointer<Float>, height h: Int, width w: Int, inChannels cin: Int,
+                                   weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outChannels cout: Int,
+                                   kernel kh: Int, _ kw: Int, stride sh: Int, _ sw: Int,
+                                   pads: (Int, Int, Int, Int), outHeight ho: Int, outWidth wo: Int, relu: Bool,
+                                   scratch: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let (pt, pl) = (pads.0, pads.1)
+        let wr = UnsafeRawPointer(weight), br = UnsafeRawPointer(bias)
+        if convolutionScratchCount(height: h, width: w, inChannels: cin, outChannels: cout, kernel: kh, kw, pads: pads) > 0 {
+            // 3x3, cin 1, cout 32: the 18 weight vectors stay in registers; the input is copied
+            // into a zero-padded map (scratch [h + pt + pb, w + pl + pr]) so every pixel takes all
+            // nine taps (a zero tap adds nothing).
+            let wp = w + pl + pads.3, hp = h + pt + pads.2
+            scratch.update(repeating: 0, count: wp * hp)
+            for r in 0..<h { (scratch + (r + pt) * wp + pl).update(from: x + r * w, count: w) }
+            let b0 = br.loadUnaligned(as: SIMD16<Float>.self), b1 = br.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            @inline(__always) func wv(_ t: Int, _ half: Int) -> SIMD16<Float> {
+                wr.loadUnaligned(fromByteOffset: t * 128 + half * 64, as: SIMD16<Float>.self)
+            }
+            let a0 = wv(0, 0), c0 = wv(0, 1), a1 = wv(1, 0), c1 = wv(1, 1), a2 = wv(2, 0), c2 = wv(2, 1)
+            let a3 = wv(3, 0), c3 = wv(3, 1), a4 = wv(4, 0), c4 = wv(4, 1), a5 = wv(5, 0), c5 = wv(5, 1)
+            let a6 = wv(6, 0), c6 = wv(6, 1), a7 = wv(7, 0), c7 = wv(7, 1), a8 = wv(8, 0), c8 = wv(8, 1)
+            for oy in 0..<ho {
+                let r0 = scratch + oy * sh * wp, r1 = r0 + wp, r2 = r1 + wp
+                var out = UnsafeMutableRawPointer(y + oy * wo * 32)
+                for ox in 0..<wo {
+                    let q = ox * sw
+                    var s = b0, t = b1
+                    var v = SIMD16<Float>(repeating: r0[q]); s.addProduct(v, a0); t.addProduct(v, c0)
+                    v = SIMD16<Float>(repeating: r0[q + 1]); s.addProduct(v, a1); t.addProduct(v, c1)
+                    v = SIMD16<Float>(repeating: r0[q + 2]); s.addProduct(v, a2); t.addProduct(v, c2)
+                    v = SIMD16<Float>(repeating: r1[q]); s.addProduct(v, a3); t.addProduct(v, c3)
+                    v = SIMD16<Float>(repeating: r1[q + 1]); s.addProduct(v, a4); t.addProduct(v, c4)
+                    v = SIMD16<Float>(repeating: r1[q + 2]); s.addProduct(v, a5); t.addProduct(v, c5)
+                    v = SIMD16<Float>(repeating: r2[q]); s.addProduct(v, a6); t.addProduct(v, c6)
+                    v = SIMD16<Float>(repeating: r2[q + 1]); s.addProduct(v, a7); t.addProduct(v, c7)
+                    v = SIMD16<Float>(repeating: r2[q + 2]); s.addProduct(v, a8); t.addProduct(v, c8)
+                    if relu { s = s.replacing(with: 0, where: s .< 0); t = t.replacing(with: 0, where: t .< 0) }
+                    out.storeBytes(of: s, as: SIMD16<Float>.self)
+                    out.storeBytes(of: t, toByteOffset: 64, as: SIMD16<Float>.self)
+                    out += 128
+                }
+            }
+            return
+        }
+        for oy in 0..<ho {
+            let iy0 = oy * sh - pt
+            let i0 = max(0, -iy0), i1 = min(kh, h - iy0)
+            for ox in 0..<wo {
+                let ix0 = ox * sw - pl
+                let j0 = max(0, -ix0), j1 = min(kw, w - ix0)
+                let out = UnsafeMutableRawPointer(y + (oy * wo + ox) * cout)
+                var co = 0
+                while cout - co >= 32 {
+                    var s0 = br.loadUnaligned(fromByteOffset: co * 4, as: SIMD16<Float>.self)
+                    var s1 = br.loadUnaligned(fromByteOffset: co * 4 + 64, as: SIMD16<Float>.self)
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            let src = x + ((iy0 + i) * w + ix0 + j) * cin
+                            for ci in 0..<cin {
+                                let v = SIMD16<Float>(repeating: src[ci])
+                                let o = (((i * kw + j) * cin + ci) * cout + co) * 4
+                                s0.addProduct(v, wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+                                s1.addProduct(v, wr.loadUnaligned(fromByteOffset: o + 64, as: SIMD16<Float>.self))
+                            }
+                        }
+                    }
+                    if relu { s0 = s0.replacing(with: 0, where: s0 .< 0); s1 = s1.replacing(with: 0, where: s1 .< 0) }
+                    out.storeBytes(of: s0, toByteOffset: co * 4, as: SIMD16<Float>.self)
+                    out.storeBytes(of: s1, toByteOffset: co * 4 + 64, as: SIMD16<Float>.self)
+                    co += 32
+                }
+                while cout - co >= 16 {
+                    var s0 = br.loadUnaligned(fromByteOffset: co * 4, as: SIMD16<Float>.self)
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            let src = x + ((iy0 + i) * w + ix0 + j) * cin
+                            for ci in 0..<cin {
+                                s0.addProduct(SIMD16<Float>(repeating: src[ci]),
+                                              wr.loadUnaligned(fromByteOffset: (((i * kw + j) * cin + ci) * cout + co) * 4,
+                                                               as: SIMD16<Float>.self))
+                            }
+                        }
+                    }
+                    if relu { s0 = s0.replacing(with: 0, where: s0 .< 0) }
+                    out.storeBytes(of: s0, toByteOffset: co * 4, as: SIMD16<Float>.self)
+                    co += 16
+                }
+                while co < cout {
+                    var s = bias[co]
+                    for i in i0..<i1 {
+                        for j in j0..<j1 {
+                            let src = x + ((iy0 + i) * w + ix0 + j) * cin
+                            for ci in 0..<cin { s = s.addingProduct(src[ci], weight[((i * kw + j) * cin + ci) * cout + co]) }
+                        }
+                    }
+                    out.storeBytes(of: relu ? max(s, 0) : s, toByteOffset: co * 4, as: Float.self)
+                    co += 1
+                }
+            }
+        }
+    }
+}
