@@ -70,7 +70,7 @@ LEAD = 32000                        # 2 s of noise before an onset clip
 
 # Current Swift defaults (TrackerConfiguration); a config is
 # (onThreshold, offThreshold, smoothingTime, minimumOnTime, holdTime).
-DEFAULT = dict(on=0.45, off=0.25, smooth=0.1, min_on=0.5, hold=0.3)
+DEFAULT = dict(on=0.30, off=0.15, smooth=0.25, min_on=0.5, hold=0.5)
 
 
 # ---------------------------------------------------------------- noise (SplitMix, as Swift)
@@ -132,15 +132,18 @@ def onset_of(clip):
     return int(hit[0]) * 160 if len(hit) else 0
 
 
-def load_clips(split, data="data"):
-    """[{id, class, plain, onset_audio, onset_s}] for a split (see module doc)."""
+def load_clips(split, data="data", ids=None):
+    """[{id, class, plain, onset_audio, onset_s}] for a split (see module doc). `ids`: take the
+    recordings with these manifest ids instead of the manifest's split column (a frozen split
+    list, e.g. training/avgas/presence_split.json)."""
     if split == "test":
         d = os.path.join(ROOT, "Tests/ListeningTests/Fixtures/clips")
         meta = json.load(open(os.path.join(d, "clips.json")))["clips"]
         items = [(c["file"], c["class"], sf.read(os.path.join(d, c["file"]), dtype="float32")[0]) for c in meta]
     else:
         rows = [r for r in csv.DictReader(open(os.path.join(ROOT, data, "manifest.csv")))
-                if r["kind"] == "audio" and r["split"] == split and r["synthetic"] == "0"]
+                if r["kind"] == "audio" and (r["split"] == split if ids is None else r["id"] in ids)
+                and r["synthetic"] == "0"]
         order = [c["name"] for c in json.load(open(os.path.join(ROOT, "Assets/classes.json")))["classes"]]
         rows.sort(key=lambda r: (order.index(r["class"]), r["id"]))
         items = []
@@ -206,6 +209,14 @@ def hop_logits(audio):
     return times, logits
 
 
+def frozen_ids(a):
+    """--frozen: the split's ids from training/avgas/presence_split.json (the split the committed
+    test clips were cut from; the dataset rebuild of 592a9b1 moved some val/test recordings)."""
+    if not getattr(a, "frozen", False) or a.split == "test":
+        return None
+    return set(json.load(open(os.path.join(ROOT, "training/avgas/presence_split.json")))[a.split])
+
+
 def with_logits(clips):
     for c in clips:
         c["t_plain"], c["z_plain"] = hop_logits(c["plain"])
@@ -242,8 +253,10 @@ def class_scores(logits, W):
     return np.float32(1) - miss
 
 
-def track(scores, times, cfg):
-    """ClassTracker over [P, C] scores at `times` -> active [P, C] bool (Tracker.swift rules)."""
+def track(scores, times, cfg, fast_scores=None):
+    """ClassTracker over [P, C] scores at `times` -> active [P, C] bool (Tracker.swift rules).
+    Experiments: cfg["fast"] turns a class on at once when its raw score reaches it; with
+    `fast_scores` ([P, C], e.g. a short-window detector) that score is compared instead."""
     P, C = scores.shape
     on, off = np.float32(cfg["on"]), np.float32(cfg["off"])
     sm = np.zeros(C, np.float32)
@@ -263,7 +276,8 @@ def track(scores, times, cfg):
         sm = (sm + a * (x - sm)).astype(np.float32)
         turn_on = ~act & (sm >= on)
         if cfg.get("fast") is not None:          # experiment: raw score >= fast turns on at once
-            turn_on |= ~act & (x >= np.float32(cfg["fast"]))
+            f = x if fast_scores is None else fast_scores[i]
+            turn_on |= ~act & (f >= np.float32(cfg["fast"]))
         stay = act & (sm >= off)
         turn_off = act & (sm < off) & (t - above >= cfg["hold"] - 1e-9) & (t - since >= cfg["min_on"] - 1e-9)
         since[turn_on] = t
@@ -275,21 +289,30 @@ def track(scores, times, cfg):
 
 
 # ---------------------------------------------------------------- evaluation
-def evaluate(clips, names, W, cfg, hop=10):
+def evaluate(clips, names, W, cfg, hop=10, scorer=None, fast_scorer=None):
+    """`scorer(clip, version, step)` -> [P, C] scores replaces the noisy-OR mapping of W
+    (training/avgas/presence.py: the learned presence head); `fast_scorer` likewise gives the
+    scores compared with cfg["fast"] (default: the raw scores)."""
     step = hop // CACHE_HOP
     ci = {n: k for k, n in enumerate(names)}
     res = []
-    key = (hashlib.sha1(W.tobytes()).hexdigest(), step)
+    key = (hashlib.sha1(W.tobytes()).hexdigest() if scorer is None else id(scorer), id(fast_scorer), step)
     for c in clips:
         if c.get("_key") != key:      # class scores depend only on the evidence and the hop
             c["_key"] = key
-            c["s_onset"] = class_scores(c["z_onset"][::step], W)
-            c["s_plain"] = class_scores(c["z_plain"][::step], W)
+            if scorer is None:
+                c["s_onset"] = class_scores(c["z_onset"][::step], W)
+                c["s_plain"] = class_scores(c["z_plain"][::step], W)
+            else:
+                c["s_onset"] = scorer(c, "onset", step)
+                c["s_plain"] = scorer(c, "plain", step)
+            c["fs_onset"] = None if fast_scorer is None else fast_scorer(c, "onset", step)
+            c["fs_plain"] = None if fast_scorer is None else fast_scorer(c, "plain", step)
         k = ci[c["cls"]]
         r = dict(id=c["id"], cls=c["cls"])
         # onset version (the benchmark)
         t, s = c["t_onset"][::step], c["s_onset"]
-        a = track(s, t, cfg)
+        a = track(s, t, cfg, c["fs_onset"])
         after = t > c["onset_s"]
         heard = a[after].any(0)
         r["hit"] = bool(heard[k])
@@ -306,7 +329,7 @@ def evaluate(clips, names, W, cfg, hop=10):
         r["wrong_hops"] = int(a[after].sum() - a[after, k].sum())
         r["peak"] = float(s[after, k].max())
         # plain version (the test suite)
-        a2 = track(c["s_plain"], c["t_plain"][::step], cfg)
+        a2 = track(c["s_plain"], c["t_plain"][::step], cfg, c["fs_plain"])
         h2 = a2.any(0)
         r["hit_plain"] = bool(h2[k])
         r["wrong_plain"] = int(h2.sum() - h2[k])
@@ -350,14 +373,14 @@ def fmt(s):
 
 # ---------------------------------------------------------------- commands
 def cmd_cache(a):
-    clips = with_logits(load_clips(a.split))
+    clips = with_logits(load_clips(a.split, ids=frozen_ids(a)))
     print(f"{a.split}: {len(clips)} clips cached in {CACHE_DIR}")
 
 
 def cmd_export(a):
     os.makedirs(a.out, exist_ok=True)
     meta = []
-    for c in load_clips(a.split):
+    for c in load_clips(a.split, ids=frozen_ids(a)):
         fn = re.sub(r"[^a-z0-9]+", "_", (c["cls"] + "_" + c["id"]).lower()).strip("_") + ".flac"
         sf.write(os.path.join(a.out, fn), c["plain"], SR, subtype="PCM_16", format="FLAC")
         meta.append({"class": c["cls"], "file": fn, "id": c["id"]})
@@ -368,7 +391,7 @@ def cmd_export(a):
 
 def cmd_labels(a):
     names, labels, W = load_vocab(a.classes)
-    clips = with_logits(load_clips(a.split))
+    clips = with_logits(load_clips(a.split, ids=frozen_ids(a)))
     by = {}
     for c in clips:
         p = sigmoid(c["z_plain"][::2]).max(0)        # max over 100 ms hops
@@ -403,7 +426,7 @@ def print_detail(res, names):
 
 def cmd_eval(a):
     names, labels, W = load_vocab(a.classes)
-    clips = with_logits(load_clips(a.split))
+    clips = with_logits(load_clips(a.split, ids=frozen_ids(a)))
     cfg = parse_cfg(a)
     res = evaluate(clips, names, W, cfg, hop=a.hop // 10)
     print(f"config {cfg}, hop {a.hop} ms, {len(clips)} clips, classes {os.path.relpath(a.classes, ROOT)}")
@@ -419,7 +442,7 @@ def cmd_eval(a):
 
 def cmd_grid(a):
     names, labels, W = load_vocab(a.classes)
-    clips = with_logits(load_clips(a.split))
+    clips = with_logits(load_clips(a.split, ids=frozen_ids(a)))
     rows = []
     for on, fr, smooth, mn, hold in itertools.product(a.ons, a.offr, a.smooths, a.mins, a.holds):
         cfg = dict(on=on, off=round(on * fr, 3), smooth=smooth, min_on=mn, hold=hold)
@@ -440,6 +463,7 @@ def main():
         p.add_argument("--classes", default=os.path.join(ROOT, "Assets/classes.json"))
         p.add_argument("--hop", type=int, default=100, choices=[50, 100])
         p.add_argument("--json")
+        p.add_argument("--frozen", action="store_true", help="use training/avgas/presence_split.json's ids for the split")
         if name == "export":
             p.add_argument("--out", required=True)
         if name == "labels":
