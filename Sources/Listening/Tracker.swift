@@ -32,6 +32,15 @@ public struct TrackerConfiguration: Sendable, Equatable, Codable {
 
     public init() {}
 
+    /// Defaults for the learned presence head (`--presence head`, Assets/models/presence.safetensors
+    /// combined with the label mapping by noisy-OR): its scores are higher than the mapping's
+    /// alone, so it turns a class on at 0.45 (off 0.225); the times are the defaults above.
+    /// Chosen on the VAL clips with training/avgas/presence.py (on 0.40 / 0.45 / 0.50 gave
+    /// class-balanced recall 0.867 / 0.867 / 0.842 with 1.19 / 0.91 / 0.73 wrong classes per
+    /// clip); the file's metadata "tracker" records the same values.
+    public static let learnedHead = TrackerConfiguration(onThreshold: 0.45, offThreshold: 0.225, smoothingTime: 0.25,
+                                                         minimumOnTime: 0.5, holdTime: 0.5)
+
     public init(onThreshold: Float, offThreshold: Float, smoothingTime: Double, minimumOnTime: Double, holdTime: Double) {
         self.onThreshold = onThreshold; self.offThreshold = offThreshold
         self.smoothingTime = smoothingTime; self.minimumOnTime = minimumOnTime; self.holdTime = holdTime

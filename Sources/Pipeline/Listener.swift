@@ -8,6 +8,11 @@ import Synchronization
 public final class SceneListener {
     /// What the tracker follows.
     public enum PresenceSource: String, Sendable, CaseIterable {
+        /// The learned presence head on the YAMNet embedding (Assets/models/presence.safetensors,
+        /// training/avgas/presence.py), noisy-OR-combined with the label mapping as its metadata
+        /// says. The default: on the validation clips it hears the right class more often than the
+        /// mapping alone at about the same number of wrong classes (training/reports/listening.md).
+        case head
         /// YAMNet's AudioSet scores mapped to the vocabulary (Assets/classes.json evidence).
         case yamnet
         /// The AV-GAS separator's presence probabilities.
@@ -20,14 +25,20 @@ public final class SceneListener {
     public let vocabulary: ClassVocabulary
     /// The AV-GAS separator (per-class presence + 128-d visual embedding), when loaded.
     public let separator: GraphNetwork?
+    /// The learned presence head, loaded when `presence` is `.head` (stateless, shareable by threads).
+    public let head: PresenceHead?
     public let presence: PresenceSource
     public private(set) var tracker: ClassTracker
     private var scores: [Float]
 
-    /// Loads YAMNet and the vocabulary from `assets`, and the separator when `separator` is
-    /// true (required then). Errors name the file and the problem.
-    public init(assets: URL, tracker configuration: TrackerConfiguration = TrackerConfiguration(),
-                separator loadSeparator: Bool = false, presence: PresenceSource = .yamnet) throws(AvgasError) {
+    /// Loads YAMNet and the vocabulary from `assets`, the separator when `separator` is true
+    /// (required then), and the presence head when `presence` is `.head` (required then). The
+    /// tracker follows `configuration`, or without one the defaults measured for the presence
+    /// source (`TrackerConfiguration.learnedHead` for the head, `TrackerConfiguration()` otherwise).
+    /// `.separator` and `.combined` need the separator; without it the mapping is used. Errors
+    /// name the file and the problem.
+    public init(assets: URL, tracker configuration: TrackerConfiguration? = nil,
+                separator loadSeparator: Bool = false, presence: PresenceSource = .head) throws(AvgasError) {
         let weights = assets.appendingPathComponent("models/yamnet.safetensors").path
         let labelsPath = assets.appendingPathComponent("models/yamnet_classes.txt").path
         let classesPath = assets.appendingPathComponent("classes.json")
@@ -47,12 +58,26 @@ public final class SceneListener {
         }
         do {
             vocabulary = try ClassVocabulary(contentsOf: classesPath, audioSetLabels: labels)
-            tracker = try ClassTracker(classCount: vocabulary.count, configuration: configuration)
+            let defaults = presence == .head ? TrackerConfiguration.learnedHead : TrackerConfiguration()
+            tracker = try ClassTracker(classCount: vocabulary.count, configuration: configuration ?? defaults)
         } catch {
             throw AvgasError("\(error)", status: .config)
         }
         scores = [Float](repeating: 0, count: vocabulary.count)
-        self.presence = loadSeparator ? presence : .yamnet
+        switch presence {
+        case .head, .yamnet: self.presence = presence
+        case .separator, .combined: self.presence = loadSeparator ? presence : .yamnet
+        }
+        if presence == .head {
+            let path = assets.appendingPathComponent("models/presence.safetensors").path
+            do {
+                head = try PresenceHead(path: path, vocabulary: vocabulary, embeddingSize: yamnet.embeddingSize)
+            } catch {
+                throw AvgasError("\(error)", status: .config)
+            }
+        } else {
+            head = nil
+        }
         if loadSeparator {
             let path = assets.appendingPathComponent("models/separator.safetensors").path
             do {
@@ -80,28 +105,40 @@ public final class SceneListener {
     public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
         let d = separator?.shape(of: "embeddings")?.last ?? 0
         if hopEmbeddings.count != vocabulary.count * d { hopEmbeddings = [Float](repeating: 0, count: vocabulary.count * d) }
-        try SceneListener.score(patch: patch, yamnet: yamnet, separator: separator, vocabulary: vocabulary, presence: presence,
-                                scores: &scores, embeddings: &hopEmbeddings)
+        try SceneListener.score(patch: patch, yamnet: yamnet, separator: separator, head: head, vocabulary: vocabulary,
+                                presence: presence, scores: &scores, embeddings: &hopEmbeddings)
         return track(scores: scores, embeddings: separator == nil ? nil : hopEmbeddings, time: time)
     }
 
     private var hopEmbeddings: [Float] = []
 
-    /// The stateless part of a hop: YAMNet, vocabulary scores, separator. `scores` [classes],
-    /// `embeddings` [classes * d] (left alone without a separator).
-    static func score(patch: UnsafeBufferPointer<Float>, yamnet: YAMNet, separator: GraphNetwork?, vocabulary: ClassVocabulary,
-                      presence: PresenceSource, scores: inout [Float], embeddings: inout [Float]) throws {
+    /// The stateless part of a hop: YAMNet, vocabulary scores, presence head, separator.
+    /// `scores` [classes], `embeddings` [classes * d] (left alone without a separator).
+    static func score(patch: UnsafeBufferPointer<Float>, yamnet: YAMNet, separator: GraphNetwork?, head: PresenceHead?,
+                      vocabulary: ClassVocabulary, presence: PresenceSource, scores: inout [Float], embeddings: inout [Float]) throws {
         try yamnet.forward(patch: patch)
-        scores.withUnsafeMutableBufferPointer { vocabulary.scores(fromLogits: yamnet.logits, into: $0) }
+        score(logits: yamnet.logits, embedding: yamnet.embedding, separator: separator, head: head, vocabulary: vocabulary,
+              presence: presence, scores: &scores, embeddings: &embeddings)
+    }
+
+    /// The part of `score` after YAMNet, from its outputs (also used by `Analyzer`'s batched
+    /// offline path, which runs YAMNet on many patches at once).
+    static func score(logits: UnsafeBufferPointer<Float>, embedding: UnsafeBufferPointer<Float>, separator: GraphNetwork?,
+                      head: PresenceHead?, vocabulary: ClassVocabulary, presence: PresenceSource,
+                      scores: inout [Float], embeddings: inout [Float]) {
+        scores.withUnsafeMutableBufferPointer { vocabulary.scores(fromLogits: logits, into: $0) }
+        if let head, presence == .head {
+            scores.withUnsafeMutableBufferPointer { head.scores(embedding: embedding, mapping: $0) }
+        }
         guard let separator else { return }
-        separator.forward(yamnet.embedding)
+        separator.forward(embedding)
         let e = separator.output("embeddings")
         embeddings.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: e.baseAddress!, count: min(e.count, $0.count)) }
         let logits = separator.output("presence_logits")
         for c in 0..<scores.count {
             let p = 1 / (1 + expf(-logits[c]))
             switch presence {
-            case .yamnet: break
+            case .yamnet, .head: break
             case .separator: scores[c] = p
             case .combined: scores[c] = max(scores[c], p)
             }
@@ -144,7 +181,7 @@ public final class SceneListener {
         let failure = Mutex<AvgasError?>(nil)
         nonisolated(unsafe) let engines: [(YAMNet, GraphNetwork?)] = [(yamnet, separator), helper!]
         nonisolated(unsafe) let ps = patches
-        let vocabulary = self.vocabulary, presence = self.presence
+        let vocabulary = self.vocabulary, presence = self.presence, head = self.head
         let half = (n + 1) / 2
         DispatchQueue.concurrentPerform(iterations: 2) { part in
             let range = part == 0 ? 0..<half : half..<n
@@ -152,7 +189,7 @@ public final class SceneListener {
             for i in range {
                 do {
                     try ps[i].withUnsafeBufferPointer {
-                        try SceneListener.score(patch: $0, yamnet: engines[part].0, separator: engines[part].1, vocabulary: vocabulary,
+                        try SceneListener.score(patch: $0, yamnet: engines[part].0, separator: engines[part].1, head: head, vocabulary: vocabulary,
                                                 presence: presence, scores: &sc, embeddings: &em)
                     }
                 } catch {

@@ -52,7 +52,7 @@ public struct RunConfiguration: Sendable {
     /// Pure generation or retrieval-augmented (nil: the generator's measured default).
     public var generation: GenerationMode?
     /// What the tracker follows.
-    public var presence: SceneListener.PresenceSource = .yamnet
+    public var presence: SceneListener.PresenceSource = .head
     /// OpenBLAS threads for the networks (1: analysis on one core, rendering on the other).
     public var threads = 1
     /// Where S-key screenshots go.
@@ -61,7 +61,8 @@ public struct RunConfiguration: Sendable {
     public var quiet = false
     /// Test hook: extra ALSA configuration text (defines `file` plugin devices).
     public var alsaConfigText: String?
-    public var tracker = TrackerConfiguration()
+    /// Tracker settings (nil: the defaults measured for the presence source).
+    public var tracker: TrackerConfiguration?
     public init() {}
 
     /// True when the input is a file replayed as fast as possible (deterministic lockstep).

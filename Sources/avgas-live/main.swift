@@ -63,8 +63,8 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, help: "Image generation: 'retrieval' (start from a re-noised real exemplar) or 'pure' (from noise). Default: the generator's measured default.")
     var generation: String?
 
-    @Option(name: .long, help: "What decides which classes are active: 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined'.")
-    var presence: String = "yamnet"
+    @Option(name: .long, help: "What decides which classes are active: 'head' (default: a presence head trained on the project's recordings, combined with the AudioSet-label mapping), 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined' (the larger of 'yamnet' and 'separator').")
+    var presence: String = "head"
 
     @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
     var hopMs: Int = 100
@@ -111,7 +111,7 @@ struct AvgasLive: ParsableCommand {
             throw ValidationError("--generation must be 'retrieval' or 'pure' (got '\(generation)')")
         }
         guard SceneListener.PresenceSource(rawValue: presence) != nil else {
-            throw ValidationError("--presence must be 'yamnet', 'separator' or 'combined' (got '\(presence)')")
+            throw ValidationError("--presence must be 'head', 'yamnet', 'separator' or 'combined' (got '\(presence)')")
         }
     }
 
@@ -143,7 +143,7 @@ struct AvgasLive: ParsableCommand {
         c.overlay = overlay
         c.mix = MixMode(rawValue: mix) ?? .composed
         c.generation = generation.flatMap(GenerationMode.init(rawValue:))
-        c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .yamnet
+        c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .head
         c.threads = threads
         return c
     }

@@ -31,9 +31,11 @@ final class ListeningEvaluationTests: XCTestCase {
         print(report.joined(separator: "\n"))
         print(String(format: "recall %.3f, wrong classes per clip %.2f over %d clips", recall, wrongPerClip, clips.count))
         // Guards against regressions at the level measured now. The listening issue's target
-        // is recall >= 0.9; the YAMNet-label mapping alone does not reach it on these clips
-        // (see README, Listening quality), so the bar below is the measured floor, not the goal.
-        XCTAssertGreaterThanOrEqual(recall, 0.7, report.joined(separator: "\n"))
-        XCTAssertLessThanOrEqual(wrongPerClip, 1.0)
+        // is recall >= 0.9. With the default presence source (the learned head on YAMNet
+        // embeddings + the label mapping, chosen on validation clips) these plain clips measured
+        // recall 0.886 and 0.86 wrong classes per clip (the mapping alone: 0.727 / 0.55); see
+        // README, Listening quality. The bar below is a floor under the measurement, not the goal.
+        XCTAssertGreaterThanOrEqual(recall, 0.85, report.joined(separator: "\n"))
+        XCTAssertLessThanOrEqual(wrongPerClip, 1.0, report.joined(separator: "\n"))
     }
 }
