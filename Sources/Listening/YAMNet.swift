@@ -132,6 +132,10 @@ public final class YAMNet: @unchecked Sendable {
         }
     }
 
+    /// How the kernels were chosen at load. A network built on the same weights with the same
+    /// choice computes bit-identical outputs, except with `.measure` (timings may differ).
+    public let kernelChoice: KernelChoice
+
     /// The kernel each pointwise layer uses, in layer order (for benchmark reports).
     public private(set) var pointwiseKernels: [GemmKernel] = []
     /// The kernel each full convolution (im2col) uses, in layer order.
@@ -146,6 +150,7 @@ public final class YAMNet: @unchecked Sendable {
 
     public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard, maxBatch: Int = 1) throws {
         weights = file
+        kernelChoice = kernels
         self.maxBatch = max(1, maxBatch)
         if case .fixed(let k) = kernels, !GemmKernel.available.contains(k) {
             throw NetworkError.unsupportedArchitecture(file: file.path, detail: "the \(k) kernel needs a CPU with AVX-512")
@@ -264,6 +269,28 @@ public final class YAMNet: @unchecked Sendable {
                 break
             }
         }
+    }
+
+    /// A network on the same layers (packed weights and kernel choices shared, read-only) with
+    /// its own workspace for batches of up to `maxBatch` patches: for another thread, or for
+    /// batched analysis. Outputs are bit-identical to `other`'s. Costs only the workspace.
+    public init(sharingWeightsOf other: YAMNet, maxBatch: Int) {
+        weights = other.weights
+        kernelChoice = other.kernelChoice
+        patchFrames = other.patchFrames; melBands = other.melBands
+        embeddingSize = other.embeddingSize; classCount = other.classCount
+        ops = other.ops; classifier = other.classifier; finalShape = other.finalShape
+        pointwiseKernels = other.pointwiseKernels; convKernels = other.convKernels
+        self.maxBatch = max(1, maxBatch)
+        batchFrom = other.batchFrom
+        ping = FloatBuffer(count: other.ping.count)
+        pong = FloatBuffer(count: other.pong.count)
+        let late = other.batchPing.count / other.maxBatch
+        batchPing = FloatBuffer(count: self.maxBatch * late)
+        batchPong = FloatBuffer(count: self.maxBatch * late)
+        scratch = FloatBuffer(count: other.scratch.count)
+        embeddingBuffer = FloatBuffer(count: self.maxBatch * embeddingSize)
+        logitsBuffer = FloatBuffer(count: self.maxBatch * classCount)
     }
 
     /// Floats in one input patch (`patchFrames * melBands` = 6144).

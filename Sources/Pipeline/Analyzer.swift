@@ -1,6 +1,9 @@
 import AudioInput
 import Features
 import Foundation
+import Listening
+import NeuralNet
+import Synchronization
 
 /// Cumulative time per stage, for the exit summary and the overlay.
 public struct StageTimings: Sendable {
@@ -44,7 +47,17 @@ public final class Analyzer {
     /// When > 0, hops are analysed in batches of this many on two threads (file replays without
     /// images: nothing waits for single hops). Results are identical to hop-by-hop analysis.
     public var batchHops = 0
-    private var pending: [(patch: [Float], scene: Scene)] = []
+    /// Scenes of the hops waiting in a batch, and their patches ([count, patchFrames * melBands]).
+    private var pending: [Scene] = []
+    private var pendingPatches: [Float] = []
+    /// Patches one YAMNet forward takes in the batched path: each worker runs its share of a
+    /// batch in forwards of up to this many patches, so the late layers' weights (most of
+    /// YAMNet's 15 MB) are read once per forward instead of once per patch.
+    public static let forwardBatch = 16
+    /// One YAMNet (with a `forwardBatch` workspace) and separator copy per worker thread of the
+    /// batched path, made at the first batch; the YAMNet layers (packed weights, kernels) are the
+    /// listener's network's, so the outputs are bit-identical to hop-by-hop analysis.
+    private var engines: [(yamnet: YAMNet, separator: GraphNetwork?)] = []
 
     public init(hopMilliseconds: Int, listener: SceneListener?, spectrogram: SpectrogramStore,
                 scenes: SceneStore, events: EventsWriter?, config: LogMelConfiguration = .init()) {
@@ -113,7 +126,8 @@ public final class Analyzer {
         if let listener {
             patch.withUnsafeMutableBufferPointer { _ = stream.latest(config.patchFrames, into: $0.baseAddress!) }
             if batchHops > 0 {
-                pending.append((patch, scene))
+                pending.append(scene)
+                pendingPatches.append(contentsOf: patch)
                 if pending.count >= batchHops { try flush() }
                 return
             }
@@ -140,21 +154,77 @@ public final class Analyzer {
         try events?.write(time: scene.time, active: scene.active)
     }
 
-    /// Analyses the hops waiting in a batch and publishes them in order.
+    /// Analyses the hops waiting in a batch and publishes them in order: the stateless part
+    /// (YAMNet in batches of `forwardBatch`, vocabulary scores, separator) on two threads, each
+    /// with its own networks and half of the hops, then the tracker hop by hop in stream order.
     public func flush() throws(AvgasError) {
         guard let listener, !pending.isEmpty else { return }
+        let n = pending.count
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        if engines.isEmpty {
+            do {
+                engines = try (0..<2).map { i in
+                    (YAMNet(sharingWeightsOf: listener.yamnet, maxBatch: Self.forwardBatch),
+                     try listener.separator.map { i == 0 ? $0 : try GraphNetwork(file: $0.file) })
+                }
+            } catch {
+                throw AvgasError("the listening model failed: \(error)", status: .software)
+            }
+        }
+        let classes = listener.vocabulary.count
+        let d = listener.separator?.shape(of: "embeddings")?.last ?? 0
+        let patchCount = listener.yamnet.patchCount
+        // Results [n, classes] and [n, classes * d], written by the two workers at disjoint rows.
+        var scoreStore = [Float](repeating: 0, count: n * classes)
+        var embStore = [Float](repeating: 0, count: max(1, n * classes * d))
+        let failure = Mutex<String?>(nil)
+        nonisolated(unsafe) let engines = self.engines
+        let vocabulary = listener.vocabulary, presence = listener.presence, head = listener.head
+        let half = (n + 1) / 2
+        pendingPatches.withUnsafeBufferPointer { patches in
+            scoreStore.withUnsafeMutableBufferPointer { scoreOut in
+                embStore.withUnsafeMutableBufferPointer { embOut in
+                    nonisolated(unsafe) let (patches, scoreOut, embOut) = (patches, scoreOut, embOut)
+                    DispatchQueue.concurrentPerform(iterations: 2) { part in
+                        let (net, separator) = engines[part]
+                        var sc = [Float](repeating: 0, count: classes), em = [Float](repeating: 0, count: classes * d)
+                        var first = part == 0 ? 0 : half
+                        let end = part == 0 ? half : n
+                        while first < end {
+                            let count = min(Self.forwardBatch, end - first)
+                            do {
+                                try net.forward(patches: UnsafeBufferPointer(rebasing: patches[(first * patchCount)..<((first + count) * patchCount)]),
+                                                count: count)
+                            } catch {
+                                failure.withLock { $0 = "\(error)" }
+                                return
+                            }
+                            for i in 0..<count {
+                                SceneListener.score(logits: net.logits(i), embedding: net.embedding(i), separator: separator, head: head,
+                                                    vocabulary: vocabulary, presence: presence, scores: &sc, embeddings: &em)
+                                (scoreOut.baseAddress! + (first + i) * classes).update(from: sc, count: classes)
+                                if d > 0 { (embOut.baseAddress! + (first + i) * classes * d).update(from: em, count: classes * d) }
+                            }
+                            first += count
+                        }
+                    }
+                }
+            }
+        }
+        if let f = failure.withLock({ $0 }) { throw AvgasError("the listening model failed: \(f)", status: .software) }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let results: [(active: [ActiveClass], smoothed: [Float])]
-        do {
-            results = try listener.analyseBatch(patches: batch.map(\.patch), times: batch.map(\.scene.time))
-        } catch let e as AvgasError { throw e } catch {
-            throw AvgasError("the listening model failed: \(error)", status: .software)
+        pendingPatches.removeAll(keepingCapacity: true)
+        var results: [(active: [ActiveClass], smoothed: [Float])] = []
+        results.reserveCapacity(n)
+        for i in 0..<n {
+            results.append(listener.track(scores: Array(scoreStore[(i * classes)..<((i + 1) * classes)]),
+                                          embeddings: d > 0 ? Array(embStore[(i * classes * d)..<((i + 1) * classes * d)]) : nil,
+                                          time: batch[i].time))
         }
         timings.backbone += seconds(since: t0)
         for (item, r) in zip(batch, results) {
-            var scene = item.scene
+            var scene = item
             scene.active = r.active
             scene.scores = r.smoothed
             try publish(scene)

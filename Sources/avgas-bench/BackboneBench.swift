@@ -38,10 +38,20 @@ struct BackboneBench: ParsableCommand {
     @Flag(help: "Measure only the Swift engine.")
     var skipOnnxruntime = false
 
-    @Flag(help: "Also print the Swift engine's median time per layer (one thread).")
+    @Flag(help: "Also print the Swift engine's fastest time per layer (one thread), at batch 1 and at --batch.")
     var layers = false
 
+    @Option(help: "Real log-mel patches to time on (safetensors with 'patches'). Default: the YAMNet parity fixture.")
+    var fixture = "Tests/ListeningTests/Fixtures/yamnet_golden.safetensors"
+
+    @Flag(help: "Choose each layer's kernel by timing at load (default: the program's deterministic size rule).")
+    var measureKernels = false
+
+    @Option(help: "Also time batched forwards of this many patches (offline analysis batches; 1: off). Default: 16.")
+    var batch = 16
+
     func validate() throws {
+        guard (1...256).contains(batch) else { throw ValidationError("--batch takes 1 to 256 patches.") }
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive and --warmup non-negative.") }
         guard !threads.isEmpty, threads.allSatisfy({ (1...64).contains($0) }) else {
             throw ValidationError("--threads takes counts between 1 and 64, e.g. --threads 1 2.")
@@ -64,12 +74,21 @@ struct BackboneBench: ParsableCommand {
 
     func run() throws {
         let net: YAMNet
-        do { net = try YAMNet(path: weights, kernels: .measure) } catch {
+        do { net = try YAMNet(path: weights, kernels: measureKernels ? .measure : .standard) } catch {
             throw ValidationError("\(error) (run `make models`).")
         }
-        // A plausible log-mel patch (log(mel + 1e-6) spans about -13.8 .. 3); values do not change the timing.
-        var rng = NoiseSource(seed: 0)
-        let patch = (0..<net.patchCount).map { _ in Float(rng.uniform() * 14 - 12) }
+        // A real log-mel patch (the first of the parity fixture's recordings): the timing depends
+        // on the values, as the AVX-512 product skips input channels that are zero after a ReLU.
+        // Without the fixture, a plausible random patch (log(mel + 1e-6) spans about -13.8 .. 3).
+        let patch: [Float]
+        if let golden = try? SafeTensorsFile(path: fixture), let p = try? golden.floats("patches"), p.count >= net.patchCount {
+            patch = Array(UnsafeBufferPointer(start: p.pointer, count: net.patchCount))
+            print("input: the first patch of \(fixture)")
+        } else {
+            var rng = NoiseSource(seed: 0)
+            patch = (0..<net.patchCount).map { _ in Float(rng.uniform() * 14 - 12) }
+            print("input: a random patch (no \(fixture))")
+        }
 
         var swift: [Timing] = []
         for t in threads {
@@ -124,13 +143,43 @@ struct BackboneBench: ParsableCommand {
               + "are the least disturbed by other processes.")
         if let ortProblem { print("onnxruntime not measured: \(ortProblem)") }
         if let warning = NeuralNetRuntime.coreTypeWarning { print("warning: \(warning)") }
-        print("pointwise kernels chosen at load: " + net.pointwiseKernels.map(\.rawValue).joined(separator: " "))
-        if layers {
-            NeuralNetRuntime.setThreads(1)
-            print("per layer, one thread (fastest of \(iterations) runs, ms):")
-            for (name, ms) in try net.profileLayers(patch: patch, runs: iterations) {
-                print(String(format: "  %7.4f  %@", ms, name))
+        print("pointwise kernels (\(measureKernels ? "timed at load" : "size rule, as the program")): " + net.pointwiseKernels.map(\.rawValue).joined(separator: " "))
+        NeuralNetRuntime.setThreads(1)
+        var batched: YAMNet?
+        if batch > 1 {
+            // Batched forwards (what offline analysis runs): median per patch, one thread.
+            let b = YAMNet(sharingWeightsOf: net, maxBatch: batch)
+            batched = b
+            let input = [[Float]](repeating: patch, count: batch).flatMap { $0 }
+            var samples = [Double]()
+            try input.withUnsafeBufferPointer { p in
+                for _ in 0..<max(1, warmup / batch) { try b.forward(patches: p, count: batch) }
+                for _ in 0..<max(5, iterations / batch) {
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    try b.forward(patches: p, count: batch)
+                    samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6 / Double(batch))
+                }
             }
+            samples.sort()
+            print(String(format: "batches of %d patches, one thread: %.3f ms per patch (median), %.3f (min)",
+                         batch, samples[samples.count / 2], samples[0]))
+        }
+        if layers {
+            let columns = batched == nil ? "batch 1" : "batch 1 | batch \(batch) per patch"
+            print("per layer, one thread (fastest of \(iterations) runs, ms; \(columns)):")
+            let one = try net.profileLayers(patch: patch, runs: iterations)
+            let many = try batched?.profileLayers(patch: patch, runs: max(5, iterations / batch), batch: batch)
+            var sums = (0.0, 0.0)
+            for (i, (name, ms)) in one.enumerated() {
+                sums.0 += ms
+                if let many {
+                    sums.1 += many[i].milliseconds
+                    print(String(format: "  %7.4f | %7.4f  %@", ms, many[i].milliseconds, name))
+                } else {
+                    print(String(format: "  %7.4f  %@", ms, name))
+                }
+            }
+            print(many == nil ? String(format: "  %7.4f  sum", sums.0) : String(format: "  %7.4f | %7.4f  sum", sums.0, sums.1))
         }
     }
 

@@ -116,6 +116,33 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// Zero skipping: inputs with whole zero channels (as after a ReLU) take the masked product
+    /// (blocks of 8, 6 and 1 rows); it matches the reference, and each row equals itself alone.
+    func testAVX512PointwiseSkipsZeroChannels() throws {
+        try XCTSkipUnless(NeuralNetRuntime.hasAVX512, "no AVX-512 on this CPU")
+        let (k, n) = (100, 45)
+        let t = try tensors([("w", [k, n]), ("b", [n])])
+        let layer = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .relu, kernel: .avx512)
+        for rows in [1, 6, 8, 23, 96] {
+            // Channel c is zero in every row when c % 3 != 0, and in odd rows when c % 2 == 0 as well.
+            var x = values(rows * k, seed: UInt64(rows))
+            for r in 0..<rows { for c in 0..<k where c % 3 != 0 || (r % 2 == 1 && c % 2 == 0) { x[r * k + c] = 0 } }
+            let s = FeatureShape(height: rows, width: 1, channels: k)
+            let (ref, _) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (1, 1), cout: n, depthwise: false,
+                                         stride: (1, 1), pads: (0, 0, 0, 0), bias: Array(t["b"]!.buffer), relu: true)
+            var all = [Float](repeating: .nan, count: rows * n)
+            layer.forward(x, s, into: &all)
+            assertClose(all, ref, "masked product, \(rows) rows")
+            for r in [0, rows - 1] {
+                var one = [Float](repeating: .nan, count: n)
+                Array(x[(r * k)..<((r + 1) * k)]).withUnsafeBufferPointer {
+                    layer.forward($0.baseAddress!, FeatureShape(height: 1, width: 1, channels: k), into: &one)
+                }
+                XCTAssertEqual(one, Array(all[(r * n)..<((r + 1) * n)]), "\(rows) rows, row \(r)")
+            }
+        }
+    }
+
     /// YAMNet's first layer shape (3x3, stride 2, one input channel, 32 outputs) takes the
     /// AVX-512 register-resident path.
     func testConv2DFirstLayerShape() throws {

@@ -5,7 +5,8 @@ import TestSupport
 import XCTest
 
 /// Batched two-thread analysis (file replays without images) gives exactly the events of
-/// hop-by-hop analysis.
+/// hop-by-hop analysis: batches of 7 (4 + 3 hops per worker) and of 40 (a worker's 20 hops in
+/// YAMNet forwards of `Analyzer.forwardBatch` = 16 and 4 patches).
 final class BatchAnalysisTests: XCTestCase {
     func testBatchedEqualsHopByHop() throws {
         let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
@@ -13,7 +14,7 @@ final class BatchAnalysisTests: XCTestCase {
         let dir = TestPaths.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         var texts: [String] = []
-        for batch in [0, 7] {
+        for batch in [0, 7, 40] {
             let listener = try SceneListener(assets: TestPaths.repoRoot.appendingPathComponent("Assets"))
             let path = dir.appendingPathComponent("e\(batch).jsonl").path
             let events = try EventsWriter(path: path)
@@ -33,6 +34,7 @@ final class BatchAnalysisTests: XCTestCase {
         }
         XCTAssertEqual(texts[0].split(separator: "\n").count, 71)  // hops ending at 0.96 s + k * 0.1 s up to 8 s
         XCTAssertEqual(texts[0], texts[1])
+        XCTAssertEqual(texts[0], texts[2])
         XCTAssertTrue(texts[0].contains("dog barking"))
     }
 }
