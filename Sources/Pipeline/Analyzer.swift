@@ -155,8 +155,9 @@ public final class Analyzer {
     }
 
     /// Analyses the hops waiting in a batch and publishes them in order: the stateless part
-    /// (YAMNet in batches of `forwardBatch`, vocabulary scores, separator) on two threads, each
-    /// with its own networks and half of the hops, then the tracker hop by hop in stream order.
+    /// (YAMNet in forwards of up to `forwardBatch` patches, vocabulary scores, presence head,
+    /// separator) on two threads, each with its own networks, taking chunks of hops from a
+    /// shared counter; then the tracker hop by hop in stream order.
     public func flush() throws(AvgasError) {
         guard let listener, !pending.isEmpty else { return }
         let n = pending.count
@@ -180,7 +181,10 @@ public final class Analyzer {
         let failure = Mutex<String?>(nil)
         nonisolated(unsafe) let engines = self.engines
         let vocabulary = listener.vocabulary, presence = listener.presence, head = listener.head
-        let half = (n + 1) / 2
+        // Work sharing: the workers take chunks of hops in order from a shared counter, so a
+        // worker that the scheduler delays (a loaded machine) leaves more chunks to the other.
+        let chunk = max(1, min(Self.forwardBatch, (n + 3) / 4))
+        let next = Atomic<Int>(0)
         pendingPatches.withUnsafeBufferPointer { patches in
             scoreStore.withUnsafeMutableBufferPointer { scoreOut in
                 embStore.withUnsafeMutableBufferPointer { embOut in
@@ -188,10 +192,10 @@ public final class Analyzer {
                     DispatchQueue.concurrentPerform(iterations: 2) { part in
                         let (net, separator) = engines[part]
                         var sc = [Float](repeating: 0, count: classes), em = [Float](repeating: 0, count: classes * d)
-                        var first = part == 0 ? 0 : half
-                        let end = part == 0 ? half : n
-                        while first < end {
-                            let count = min(Self.forwardBatch, end - first)
+                        while true {
+                            let first = next.add(chunk, ordering: .relaxed).oldValue
+                            guard first < n else { break }
+                            let count = min(chunk, n - first)
                             do {
                                 try net.forward(patches: UnsafeBufferPointer(rebasing: patches[(first * patchCount)..<((first + count) * patchCount)]),
                                                 count: count)
@@ -205,7 +209,6 @@ public final class Analyzer {
                                 (scoreOut.baseAddress! + (first + i) * classes).update(from: sc, count: classes)
                                 if d > 0 { (embOut.baseAddress! + (first + i) * classes * d).update(from: em, count: classes * d) }
                             }
-                            first += count
                         }
                     }
                 }
