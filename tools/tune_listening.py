@@ -264,6 +264,7 @@ def track(scores, times, cfg, fast_scores=None):
     since = np.zeros(C)
     above = np.zeros(C)
     out = np.zeros((P, C), bool)
+    run = np.zeros(C, int)
     last = None
     for i in range(P):
         t = times[i]
@@ -277,7 +278,11 @@ def track(scores, times, cfg, fast_scores=None):
         turn_on = ~act & (sm >= on)
         if cfg.get("fast") is not None:          # experiment: raw score >= fast turns on at once
             f = x if fast_scores is None else fast_scores[i]
-            turn_on |= ~act & (f >= np.float32(cfg["fast"]))
+            if cfg.get("confirm"):               # ... for `confirm` consecutive hops
+                run = np.where(f >= np.float32(cfg["fast"]), run + 1, 0)
+                turn_on |= ~act & (run >= cfg["confirm"])
+            else:
+                turn_on |= ~act & (f >= np.float32(cfg["fast"]))
         stay = act & (sm >= off)
         turn_off = act & (sm < off) & (t - above >= cfg["hold"] - 1e-9) & (t - since >= cfg["min_on"] - 1e-9)
         since[turn_on] = t
