@@ -44,6 +44,9 @@ Run:
   .venv/bin/python tools/tune_listening.py grid   --split val         # tracker grid search
   .venv/bin/python tools/tune_listening.py eval   --split val [--on 0.3 ...] [--classes FILE]
   .venv/bin/python tools/tune_listening.py eval   --split test        # once, at the end
+Add --frozen to take the val/train recordings from training/avgas/presence_split.json (the split
+the committed test clips were cut from; the dataset rebuild of 592a9b1 moved 11 test originals to
+val). The learned presence head (training/avgas/presence.py) plugs into `evaluate` as a scorer.
 """
 import argparse
 import csv
