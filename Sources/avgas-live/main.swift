@@ -63,7 +63,7 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, help: "Image generation: 'retrieval' (start from a re-noised real exemplar) or 'pure' (from noise). Default: the generator's measured default.")
     var generation: String?
 
-    @Option(name: .long, help: "What decides which classes are active: 'head' (default: a presence head trained on the project's recordings, combined with the AudioSet-label mapping), 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined' (the larger of 'yamnet' and 'separator').")
+    @Option(name: .long, help: "What decides which classes are active: 'head' (a presence head trained on the project's recordings, combined with the AudioSet-label mapping), 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined' (the larger of 'yamnet' and 'separator').")
     var presence: String = "head"
 
     @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
