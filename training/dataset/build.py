@@ -418,10 +418,13 @@ def render_symbola(font_path: Path):
 
 def assign_splits(rows: List[dict], seed: int = SEED) -> None:
     """Split by split_group within each (kind, class): 1 group -> train, 2 -> train/test,
-    >= 3 -> at least one val and one test, about 70/15/15. A group is never in two splits."""
+    >= 3 -> at least one val and one test, about 70/15/15. A group is never in two splits.
+    Synthetic groups (espeak-ng) are split among themselves, so adding or removing them never
+    moves a real recording to another split (an espeak-ng install once moved 11 real test
+    recordings of "people speaking" to val, after the listening test clips had been cut from them)."""
     groups = defaultdict(set)
     for r in rows:
-        groups[(r["kind"], r["class"])].add(r["split_group"])
+        groups[(r["kind"], r["class"], int(r.get("synthetic") or 0))].add(r["split_group"])
     which = {}
     for key, gs in groups.items():
         order = sorted(gs, key=lambda g: h(f"{seed}:{g}", 16))
@@ -436,7 +439,7 @@ def assign_splits(rows: List[dict], seed: int = SEED) -> None:
         for i, g in enumerate(order):
             which[(key, g)] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     for r in rows:
-        r["split"] = which[((r["kind"], r["class"]), r["split_group"])]
+        r["split"] = which[((r["kind"], r["class"], int(r.get("synthetic") or 0)), r["split_group"])]
 
 
 # ------------------------------------------------------------------ main build

@@ -252,6 +252,18 @@ def test_assign_splits_groups_and_small_classes():
     assert sorted(next(iter(per[("c", s)])) for s in ("x", "y")) == ["test", "train"]
 
 
+def test_synthetic_groups_never_move_real_ones():
+    real = [{"kind": "audio", "class": "speech", "split_group": f"r{g}", "synthetic": 0} for g in range(12)]
+    build.assign_splits(real)
+    before = {r["split_group"]: r["split"] for r in real}
+    rows = [dict(r) for r in real] + [{"kind": "audio", "class": "speech", "split_group": f"espeak{g}",
+                                       "synthetic": 1} for g in range(30)]
+    build.assign_splits(rows)
+    assert {r["split_group"]: r["split"] for r in rows if not r["synthetic"]} == before
+    synth = [r["split"] for r in rows if r["synthetic"]]
+    assert synth.count("test") >= 1 and synth.count("val") >= 1 and synth.count("train") >= 20
+
+
 def test_make_mixture_levels_and_offsets():
     rng = np.random.default_rng(1)
     clips = [tone(300, 2.0, 16000, 1), tone(700, 6.0, 16000, 2), tone(1500, 0.5, 16000, 3)]
