@@ -38,7 +38,7 @@ public enum AVX512Kernels {
     public static func gemm(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int,
                             packed w: UnsafePointer<Float>, columns n: Int,
                             bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>) {
-        if skipZeros && k <= maskBits && m <= maxMaskedRows {
+        if skipZeros && k <= maskBits && (m / 8 + 6) * ((k + 63) / 64) <= maskWords {
             var masks = MaskStore()
             var done = false
             withUnsafeMutableBytes(of: &masks) { (raw: UnsafeMutableRawBufferPointer) in
@@ -85,7 +85,7 @@ public enum AVX512Kernels {
     // Zero skipping. After a ReLU, whole input channels are often zero over a small map (YAMNet,
     // measured on real recordings: about 70% of the 1024 channels entering its last 1x1 layer,
     // 40% entering the one before, 85% of the pooled embedding entering the classifier). For
-    // small products (m <= 192 rows, k <= 1024), each row block gets a k-bit mask of the inputs
+    // products whose masks fit in `maskWords` (k <= 1024), each row block gets a k-bit mask of the inputs
     // that are non-zero in any of its rows, and the block's FMA loop visits only those k, in
     // increasing order (blocks of 8, 6 and 1 rows here). A skipped term is 0 * w added to the row's sum: skipping it changes at
     // most the sign of an exact zero, never a value (weights are finite).
@@ -96,10 +96,12 @@ public enum AVX512Kernels {
 
     /// Bits per row-block mask (the largest k the masks cover).
     static let maskBits = 1024
-    /// Rows covered by the masks: 24 blocks of 8 (at most 29 masks with the 6-row block and
-    /// single rows of a remainder; YAMNet's 6 x 4 maps in batches of 8).
-    static let maxMaskedRows = 192
-    /// 32 masks of 1024 bits (512 words, 4 KB), on the stack.
+    /// Words of mask storage: one mask of ceil(k / 64) words per row block (blocks of 8 rows,
+    /// then a 6-row block and single rows); products needing more are not masked. Covers all
+    /// of YAMNet's 1x1 layers per patch and in batches of up to 16 (e.g. 1536 x 32: 197 words;
+    /// 384 x 512: 432 words).
+    static let maskWords = 512
+    /// `maskWords` words (4 KB), on the stack.
     struct MaskStore {
         var a = SIMD64<UInt64>(), b = SIMD64<UInt64>(), c = SIMD64<UInt64>(), d = SIMD64<UInt64>()
         var e = SIMD64<UInt64>(), f = SIMD64<UInt64>(), g = SIMD64<UInt64>(), h = SIMD64<UInt64>()
@@ -116,7 +118,7 @@ public enum AVX512Kernels {
         while r0 < m { body(r0, 1); r0 += 1 }
     }
 
-    /// Fills one mask per row block (16 words each: bit i of word w set when input w * 64 + i
+    /// Fills one mask per row block (ceil(k / 64) words each: bit i of word w set when input w * 64 + i
     /// is non-zero in some row of the block). Returns whether skipping pays: at most 0.65 of the
     /// inputs set over all blocks (the masked loop of 8-row blocks costs about 1.3x the plain
     /// 12-row loop per input; measured with AVGAS_NO_ZERO_SKIP on YAMNet). Vectorised: the
@@ -126,12 +128,13 @@ public enum AVX512Kernels {
         let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         let magnitude = SIMD16<UInt32>(repeating: 0x7fff_ffff)
         let groups = k / 16
+        let words = (k + 63) / 64
         var store = OrStore()
         withUnsafeMutableBytes(of: &store) { raw in
             let acc = raw.baseAddress!  // [groups] SIMD16<UInt32>: the block's rows OR-ed
             forEachBlock(m) { r0, rows in
-                let mask = masks + block * 16
-                for word in 0..<16 { mask[word] = 0 }
+                let mask = masks + block * words
+                for word in 0..<words { mask[word] = 0 }
                 let xb = UnsafeRawPointer(x + r0 * k)
                 // Rows outer: plain vector ORs (no reduction inside the row loop).
                 for g in 0..<groups {
@@ -190,7 +193,7 @@ public enum AVX512Kernels {
             for c in 0..<width { if c < 16 { b0[c] = bias[col + c] } else { b1[c - 16] = bias[col + c] } }
             var block = 0
             forEachBlock(m) { r0, rows in
-                let mask = masks + block * 16
+                let mask = masks + block * words
                 switch rows {
                 case 8: sparse8(x + r0 * k, k, panel, y + r0 * n + col, n, width, b0, b1, relu, mask, words)
                 case 6: sparse6(x + r0 * k, k, panel, y + r0 * n + col, n, width, b0, b1, relu, mask, words)
