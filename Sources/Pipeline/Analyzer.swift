@@ -52,8 +52,10 @@ public final class Analyzer {
     private var pendingPatches: [Float] = []
     /// Patches one YAMNet forward takes in the batched path: each worker runs its share of a
     /// batch in forwards of up to this many patches, so the late layers' weights (most of
-    /// YAMNet's 15 MB) are read once per forward instead of once per patch.
-    public static let forwardBatch = 16
+    /// YAMNet's 15 MB) are read once per forward instead of once per patch. 4 measured best
+    /// (avgas-bench backbone --batch: per patch 0.88 ms at 4, 0.93 at 8, 1.15 at 16, minimum
+    /// of runs; larger batches' feature maps no longer fit in L2 beside the weights).
+    public static let forwardBatch = 4
     /// One YAMNet (with a `forwardBatch` workspace) and separator copy per worker thread of the
     /// batched path, made at the first batch; the YAMNet layers (packed weights, kernels) are the
     /// listener's network's, so the outputs are bit-identical to hop-by-hop analysis.

@@ -47,8 +47,8 @@ struct BackboneBench: ParsableCommand {
     @Flag(help: "Choose each layer's kernel by timing at load (default: the program's deterministic size rule).")
     var measureKernels = false
 
-    @Option(help: "Also time batched forwards of this many patches (offline analysis batches; 1: off). Default: 16.")
-    var batch = 16
+    @Option(help: "Also time batched forwards of this many patches (offline analysis batches; 1: off). Default: 4.")
+    var batch = 4
 
     func validate() throws {
         guard (1...256).contains(batch) else { throw ValidationError("--batch takes 1 to 256 patches.") }

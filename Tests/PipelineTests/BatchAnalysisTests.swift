@@ -6,7 +6,7 @@ import XCTest
 
 /// Batched two-thread analysis (file replays without images) gives exactly the events of
 /// hop-by-hop analysis: batches of 7 (4 + 3 hops per worker) and of 40 (a worker's 20 hops in
-/// YAMNet forwards of `Analyzer.forwardBatch` = 16 and 4 patches).
+/// YAMNet forwards of up to `Analyzer.forwardBatch` = 4 patches, taken by both workers).
 final class BatchAnalysisTests: XCTestCase {
     func testBatchedEqualsHopByHop() throws {
         let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
