@@ -45,6 +45,8 @@ public final class ProgramNetwork: @unchecked Sendable {
     /// Float operations of one forward pass (multiply-add counts two).
     public private(set) var flops = 0
     private var steps: [Step] = []
+    /// One line per compiled step: op, parameter, output shape, float operations (profiling).
+    public private(set) var stepLabels: [(op: String, detail: String, flops: Int)] = []
     private var buffers: [String: FloatBuffer] = [:]
     private var shapes: [String: [Int]] = [:]
     private let inputs: [String: [Int]]
@@ -70,7 +72,9 @@ public final class ProgramNetwork: @unchecked Sendable {
         var maxCol = 1
         for (n, s) in inputs { buffers[n] = FloatBuffer(count: max(1, s.reduce(1, *))) }
         var compiled: [Step] = []
+        var labels: [(op: String, detail: String, flops: Int)] = []
         for s in specs {
+            let flopsBefore = flops
             func input(_ i: Int) throws -> (UnsafePointer<Float>, [Int]) {
                 guard i < s.in.count, let sh = shapes[s.in[i]], let b = buffers[s.in[i]] else {
                     throw bad("step '\(s.out)' reads '\(i < s.in.count ? s.in[i] : "?")' before it is written")
@@ -164,9 +168,12 @@ public final class ProgramNetwork: @unchecked Sendable {
             if buffers[s.out] == nil || buffers[s.out]!.count < count { buffers[s.out] = FloatBuffer(count: count) }
             shapes[s.out] = outShape
             compiled.append(try make(buffers[s.out]!.pointer))
+            let inShape = s.in.first.flatMap { shapes[$0] } ?? []
+            labels.append((s.op, "\(s.param ?? s.out) \(inShape)->\(outShape)", flops - flopsBefore))
         }
         guard shapes[out] != nil else { throw bad("output buffer '\(out)' is never written") }
         steps = compiled
+        stepLabels = labels
         self.shapes = shapes
         col = FloatBuffer(count: maxCol)
     }
@@ -187,6 +194,23 @@ public final class ProgramNetwork: @unchecked Sendable {
 
     public func forward() {
         for step in steps { run(step) }
+    }
+
+    /// Median wall time of each step over `repeats` forward passes (after one warm-up), in
+    /// nanoseconds, in `stepLabels` order (benchmarks: `avgas-bench live --ops`).
+    public func profile(repeats: Int) -> [Double] {
+        forward()
+        var times = [[UInt64]](repeating: [], count: steps.count)
+        var ts = timespec()
+        func now() -> UInt64 { clock_gettime(CLOCK_MONOTONIC, &ts); return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec) }
+        for _ in 0..<max(1, repeats) {
+            for (i, step) in steps.enumerated() {
+                let t0 = now()
+                run(step)
+                times[i].append(now() - t0)
+            }
+        }
+        return times.map { t in let s = t.sorted(); return Double(s[s.count / 2]) }
     }
 
     private func run(_ step: Step) {

@@ -19,6 +19,9 @@ struct LiveBench: ParsableCommand {
     @Option(help: "Python with torch (the project's venv), for the PyTorch generator timing.") var python = ".venv/bin/python"
     @Option(help: "Frames timed per configuration.") var frames = 90
     @Option(help: "Frame size, WIDTHxHEIGHT.") var size = "1280x720"
+    @Flag(help: "Only the generator: per-op timings of the denoiser and decoder (medians), the step beside PyTorch, then exit.")
+    var ops = false
+    @Option(help: "Repeats for the per-op and step medians (--ops).") var repeats = 60
 
     func cpuSeconds() -> Double {
         var u = rusage()
@@ -28,12 +31,68 @@ struct LiveBench: ParsableCommand {
 
     func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
+    /// Per-op medians of both networks, then the whole step (denoiser + decoder) median in Swift
+    /// beside PyTorch's on the same weights, one thread each.
+    func generatorOps(_ root: URL) throws {
+        let path = root.appendingPathComponent("models/generator.safetensors").path
+        let model = try GeneratorModel(path: path)
+        let n = model.latentCount
+        var noise = NoiseSource(seed: 7)
+        model.denoiser.input("x").baseAddress!.update(repeating: 0, count: n)
+        noise.fill(model.denoiser.input("x").baseAddress!, count: n)
+        noise.fill(model.decoder.input("z").baseAddress!, count: n)
+        model.denoiser.input("t")[0] = 0.25
+        noise.fill(model.denoiser.input("emb").baseAddress!, count: model.embeddingSize)
+        print("AVX-512 kernels: \(NeuralNetRuntime.hasAVX512)")
+        for net in [model.denoiser, model.decoder] {
+            let times = net.profile(repeats: repeats)
+            let total = times.reduce(0, +)
+            print("")
+            print("\(net.name): per-op medians over \(repeats) passes (sum \(String(format: "%.2f", total / 1e6)) ms, \(String(format: "%.3f", Double(net.flops) / 1e9)) GFLOP)")
+            print("| # | op | step | ms | GFLOP/s | share |")
+            print("| ---: | --- | --- | ---: | ---: | ---: |")
+            for (i, l) in net.stepLabels.enumerated() {
+                let ms = times[i] / 1e6
+                print(String(format: "| %d | %@ | %@ | %.3f | %@ | %.1f%% |", i, l.op, l.detail, ms,
+                             l.flops > 0 && times[i] > 0 ? String(format: "%.1f", Double(l.flops) / times[i]) : "", 100 * times[i] / max(1, total)))
+            }
+        }
+        // Whole step medians (as the live loop runs it).
+        var x = [Float](repeating: 0, count: n), xn = x, x1 = x
+        noise.fill(&x, count: n)
+        let emb = [Float](UnsafeBufferPointer(start: model.denoiser.input("emb").baseAddress!, count: model.embeddingSize))
+        var img = GeneratedImage(width: 0, height: 0, rgb: [])
+        var den: [Double] = [], dec: [Double] = [], both: [Double] = []
+        for i in 0..<(repeats + 5) {
+            let t0 = now()
+            x.withUnsafeBufferPointer { xp in emb.withUnsafeBufferPointer { ep in xn.withUnsafeMutableBufferPointer { np in x1.withUnsafeMutableBufferPointer { p1 in
+                model.step(x: xp.baseAddress!, t: 0.25, tNext: 0.5, emb: ep.baseAddress!, xNext: np.baseAddress!, x1: p1.baseAddress!) } } } }
+            let t1 = now()
+            x1.withUnsafeBufferPointer { model.decode($0.baseAddress!, into: &img) }
+            let t2 = now()
+            if i >= 5 { den.append(Double(t1 - t0) / 1e6); dec.append(Double(t2 - t1) / 1e6); both.append(Double(t2 - t0) / 1e6) }
+        }
+        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        print("")
+        print(String(format: "Swift step medians (%d): denoiser %.2f ms, decoder + RGB %.2f ms, step %.2f ms",
+                     repeats, median(den), median(dec), median(both)))
+        if let json = runPython(python, ["tools/bench_generator_torch.py", "--weights", path, "--threads", "1"]),
+           let results = json["results"] as? [[String: Any]], let r = results.first {
+            let ts = r["step_ms"] as? Double ?? .nan
+            print(String(format: "PyTorch %@ medians, 1 thread: denoiser %.2f ms, decoder %.2f ms, step %.2f ms; Swift/PyTorch step ratio %.2f",
+                         (json["torch"] as? String) ?? "?", r["denoiser_ms"] as? Double ?? .nan, r["decoder_ms"] as? Double ?? .nan, ts, median(both) / ts))
+        } else {
+            print("Generator step in PyTorch: not measured (needs \(python) with torch: make pyenv-torch)")
+        }
+    }
+
     func run() throws {
         printMachine()
         NeuralNetRuntime.setThreads(1)
         let parts = size.split(separator: "x").compactMap { Int($0) }
         let (W, H) = parts.count == 2 ? (parts[0], parts[1]) : (1280, 720)
         let root = URL(fileURLWithPath: assets)
+        if ops { try generatorOps(root); return }
         let listener = try SceneListener(assets: root, separator: true, presence: .yamnet)
         let model = try GeneratorModel(path: root.appendingPathComponent("models/generator.safetensors").path)
         let bank = try ExemplarBank(path: root.appendingPathComponent("models/exemplars.safetensors").path)
