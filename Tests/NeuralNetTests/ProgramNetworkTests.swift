@@ -96,6 +96,48 @@ final class ProgramNetworkTests: XCTestCase {
         XCTAssertGreaterThan(net.flops, 0)
     }
 
+    /// The fused paths: conv + SiLU, then up2 + conv + sigmoid (with AVX-512: the direct planar
+    /// kernel with an output-channel tail, and the 2x2 phase kernels of the upsampling conv)
+    /// against the plain loops, op by op.
+    func testFusedDirectAndUpsamplingConvolutions() throws {
+        var r = Rng(s: 7)
+        let (C, H, W) = (5, 6, 32)
+        func rand(_ n: Int) -> [Float] { (0..<n).map { _ in r.f() } }
+        let tensors: [(name: String, shape: [Int], values: [Float])] = [
+            ("net.c1.weight", [6, C, 3, 3], rand(6 * C * 9)), ("net.c1.bias", [6], rand(6)),
+            ("net.c2.weight", [3, 6, 3, 3], rand(3 * 6 * 9)), ("net.c2.bias", [3], rand(3)),
+        ]
+        let program = """
+        [{"op": "conv", "in": ["x"], "out": "a", "param": "c1", "k": 3, "stride": 1},
+         {"op": "silu", "in": ["a"], "out": "a2"},
+         {"op": "up2", "in": ["a2"], "out": "u"},
+         {"op": "conv", "in": ["u"], "out": "b", "param": "c2", "k": 3, "stride": 1},
+         {"op": "sigmoid", "in": ["b"], "out": "out"}]
+        """
+        let data = try SafeTensorsWriter.encode(tensors, metadata: ["net.program": program, "net.output": "out"])
+        let url = TestPaths.makeTempDir().appendingPathComponent("f.safetensors")
+        try data.write(to: url)
+        let net = try ProgramNetwork(file: SafeTensorsFile(path: url.path), net: "net", inputs: ["x": [C, H, W]])
+        XCTAssertEqual(net.outputShape, [3, 2 * H, 2 * W])
+        XCTAssertEqual(net.stepLabels.map(\.op), ["conv+silu", "up2+conv+sigmoid"])
+        let x = rand(C * H * W)
+        _ = net.input("x").update(fromContentsOf: x)
+        net.forward()
+
+        let T = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0.values) })
+        let a = directConv(x, c: C, h: H, w: W, weight: T["net.c1.weight"]!, bias: T["net.c1.bias"]!, cout: 6, k: 3, stride: 1)
+            .map { $0 / (1 + expf(-$0)) }
+        var u = [Float](repeating: 0, count: 6 * 4 * H * W)
+        for ch in 0..<6 { for yy in 0..<(2 * H) { for xx in 0..<(2 * W) { u[(ch * 2 * H + yy) * 2 * W + xx] = a[(ch * H + yy / 2) * W + xx / 2] } } }
+        let expected = directConv(u, c: 6, h: 2 * H, w: 2 * W, weight: T["net.c2.weight"]!, bias: T["net.c2.bias"]!, cout: 3, k: 3, stride: 1)
+            .map { 1 / (1 + expf(-$0)) }
+        let got = Array(net.output)
+        XCTAssertEqual(got.count, expected.count)
+        var maxErr: Float = 0
+        for (p, q) in zip(got, expected) { maxErr = max(maxErr, abs(p - q)) }
+        XCTAssertLessThan(maxErr, 1e-5)
+    }
+
     func testMissingTensorNamesTheFile() throws {
         let program = #"[{"op": "conv", "in": ["x"], "out": "y", "param": "nope", "k": 3, "stride": 1}]"#
         let data = try SafeTensorsWriter.encode([("other", [1], [0])], metadata: ["n.program": program, "n.output": "y"])
