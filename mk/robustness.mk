@@ -6,14 +6,16 @@
 #                    under ThreadSanitizer, then AddressSanitizer (own scratch paths)
 #   make soak      - `avgas-bench soak`: the demo soundscape looped through one Analyzer for
 #                    SOAK_HOURS hours of audio (default 24), memory / fds / determinism report
+#   make soak-images - the same with images for SOAK_IMAGES_HOURS (default 1)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= safetensors graph program vocabulary
 FUZZ_BUILD := .build-fuzz
 FUZZ_FLAGS := -sanitize=fuzzer,address -parse-as-library -O -g
 SOAK_HOURS ?= 24
+SOAK_IMAGES_HOURS ?= 1
 SOAK_ARGS ?=
 
-.PHONY: fuzz fuzz-build sanitize sanitize-thread sanitize-address soak
+.PHONY: fuzz fuzz-build sanitize sanitize-thread sanitize-address soak soak-images
 
 # The fuzzers are built by swiftc directly (never by SwiftPM: a libFuzzer entry point must not
 # be linked into normal builds). NeuralNet is compiled whole; of Listening only the vocabulary
@@ -73,3 +75,9 @@ sanitize-address: deps
 soak: deps
 	$(SWIFT) build -c release --product avgas-bench
 	.build/release/avgas-bench soak --hours $(SOAK_HOURS) $(SOAK_ARGS)
+
+# The same with images (separator + generator + exemplars, one headless frame per hop) for
+# SOAK_IMAGES_HOURS hours of audio (default 1): about 1-7x real time on 2 cores.
+soak-images: deps
+	$(SWIFT) build -c release --product avgas-bench
+	.build/release/avgas-bench soak --images --hours $(SOAK_IMAGES_HOURS) --report-minutes 5 $(SOAK_ARGS)

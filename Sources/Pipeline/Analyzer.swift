@@ -181,7 +181,7 @@ public final class Analyzer {
         var scoreStore = [Float](repeating: 0, count: n * classes)
         var embStore = [Float](repeating: 0, count: max(1, n * classes * d))
         let failure = Mutex<String?>(nil)
-        nonisolated(unsafe) let engines = self.engines
+        let engines = self.engines
         let vocabulary = listener.vocabulary, presence = listener.presence, head = listener.head
         // Work sharing: the workers take chunks of hops in order from a shared counter, so a
         // worker that the scheduler delays (a loaded machine) leaves more chunks to the other.

@@ -157,54 +157,6 @@ public final class SceneListener {
             .sorted { $0.score > $1.score }
         return (active, tracker.states.map(\.smoothed))
     }
-
-    /// Second copies of the networks for `analyseBatch` (the weights are shared, memory-mapped).
-    private var helper: (YAMNet, GraphNetwork?)?
-
-    /// Analyses many hops at once, the stateless part on two threads (one network copy each),
-    /// then the tracker in order: results identical to calling `analyse` hop by hop. Used for
-    /// file replays without images, where nothing waits for individual hops.
-    public func analyseBatch(patches: [[Float]], times: [Double]) throws -> [(active: [ActiveClass], smoothed: [Float])] {
-        if helper == nil {
-            do {
-                helper = (try YAMNet(weights: yamnet.weights),
-                          try separator.map { try GraphNetwork(file: $0.file) })
-            } catch { throw AvgasError("\(error)", status: .config) }
-        }
-        let n = patches.count
-        let classes = vocabulary.count
-        let d = separator?.shape(of: "embeddings")?.last ?? 0
-        // Flat result storage, written by the two workers at disjoint rows.
-        nonisolated(unsafe) let scoreStore = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n * classes))
-        nonisolated(unsafe) let embStore = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n * classes * d))
-        defer { scoreStore.deallocate(); embStore.deallocate() }
-        let failure = Mutex<AvgasError?>(nil)
-        nonisolated(unsafe) let engines: [(YAMNet, GraphNetwork?)] = [(yamnet, separator), helper!]
-        nonisolated(unsafe) let ps = patches
-        let vocabulary = self.vocabulary, presence = self.presence, head = self.head
-        let half = (n + 1) / 2
-        DispatchQueue.concurrentPerform(iterations: 2) { part in
-            let range = part == 0 ? 0..<half : half..<n
-            var sc = [Float](repeating: 0, count: classes), em = [Float](repeating: 0, count: classes * d)
-            for i in range {
-                do {
-                    try ps[i].withUnsafeBufferPointer {
-                        try SceneListener.score(patch: $0, yamnet: engines[part].0, separator: engines[part].1, head: head, vocabulary: vocabulary,
-                                                presence: presence, scores: &sc, embeddings: &em)
-                    }
-                } catch {
-                    failure.withLock { $0 = AvgasError("the listening model failed: \(error)", status: .software) }
-                    return
-                }
-                (scoreStore.baseAddress! + i * classes).update(from: sc, count: classes)
-                if d > 0 { (embStore.baseAddress! + i * classes * d).update(from: em, count: classes * d) }
-            }
-        }
-        if let f = failure.withLock({ $0 }) { throw f }
-        let allScores = (0..<n).map { Array(scoreStore[($0 * classes)..<(($0 + 1) * classes)]) }
-        let allEmb = (0..<n).map { Array(embStore[($0 * classes * d)..<(($0 + 1) * classes * d)]) }
-        return (0..<n).map { track(scores: allScores[$0], embeddings: separator == nil ? nil : allEmb[$0], time: times[$0]) }
-    }
 }
 
 extension SceneListener {
