@@ -94,13 +94,14 @@ public final class GeneratorModel: @unchecked Sendable {
         if image.width != w || image.height != h || image.rgb.count != w * h * 3 {
             image = GeneratedImage(width: w, height: h, rgb: [UInt8](repeating: 0, count: w * h * 3))
         }
-        let out = decoder.output
+        let out = decoder.output.baseAddress!  // [3, h, w]
         let plane = h * w
         image.rgb.withUnsafeMutableBufferPointer { dst in
+            let d = dst.baseAddress!  // [h, w, 3]
             for p in 0..<plane {
-                for c in 0..<3 {
-                    dst[p * 3 + c] = UInt8(max(0, min(255, out[c * plane + p] * 255 + 0.5)))
-                }
+                let r = max(0, min(255, out[p] * 255 + 0.5)), g = max(0, min(255, out[plane + p] * 255 + 0.5))
+                let b = max(0, min(255, out[2 * plane + p] * 255 + 0.5))
+                d[p * 3] = UInt8(r); d[p * 3 + 1] = UInt8(g); d[p * 3 + 2] = UInt8(b)
             }
         }
     }

@@ -128,7 +128,10 @@ public final class ImageSlots {
         var ran = 0
         for s in pending.prefix(budget ?? pending.count) {
             _ = s.sampler.next()
+            // Taken out of the slot so the decoder writes its pixels in place (no copy-on-write)
+            // when nothing else still holds the previous image.
             var img = s.image ?? GeneratedImage(width: 0, height: 0, rgb: [])
+            s.image = nil
             s.sampler.decode(into: &img)
             s.image = img
             ran += 1
