@@ -61,23 +61,40 @@ public enum SceneComposer {
             let side = box.side
             guard side > 0 else { continue }
             let img = resize(it.image, side)                      // [side][side][3] in 0...1
-            var a = [Float](repeating: 0, count: side * side)
-            for p in 0..<(side * side) {
-                let d = max(abs(img[p * 3] - background), abs(img[p * 3 + 1] - background), abs(img[p * 3 + 2] - background))
-                a[p] = min(1, max(0, (d - 0.04) / 0.12))
+            var a = [Float](repeating: 0, count: side * side)     // [side][side] mask
+            img.withUnsafeBufferPointer { ib in
+                a.withUnsafeMutableBufferPointer { ab in
+                    let im = ib.baseAddress!, am = ab.baseAddress!
+                    for p in 0..<(side * side) {
+                        let d = max(abs(im[p * 3] - background), abs(im[p * 3 + 1] - background), abs(im[p * 3 + 2] - background))
+                        am[p] = min(1, max(0, (d - 0.04) / 0.12))
+                    }
+                }
             }
             a = blur3(blur3(a, side), side)
-            for y in 0..<side {
-                for x in 0..<side {
-                    let u = (Float(x) + 0.5 - Float(side) / 2) / (Float(side) / 2)
-                    let v = (Float(y) + 0.5 - Float(side) / 2) / (Float(side) / 2)
-                    let vig = min(1, max(0, (1 - (u * u + v * v).squareRoot()) / 0.35))
-                    let alpha = a[y * side + x] * vig
-                    let X = box.x0 + x, Y = box.y0 + y
-                    guard alpha > 0, X >= 0, X < width, Y >= 0, Y < height else { continue }
-                    for c in 0..<3 {
-                        let o = (Y * width + X) * 3 + c
-                        out[o] = out[o] * (1 - alpha) + img[(y * side + x) * 3 + c] * alpha
+            // Canvas rows and columns the box covers.
+            let yLo = max(0, -box.y0), yHi = min(side, height - box.y0)
+            let xLo = max(0, -box.x0), xHi = min(side, width - box.x0)
+            guard yLo < yHi, xLo < xHi else { continue }
+            img.withUnsafeBufferPointer { ib in
+                a.withUnsafeBufferPointer { ab in
+                    out.withUnsafeMutableBufferPointer { ob in
+                        let im = ib.baseAddress!, am = ab.baseAddress!, o = ob.baseAddress!
+                        let half = Float(side) / 2
+                        for y in yLo..<yHi {
+                            let v = (Float(y) + 0.5 - half) / half
+                            let Y = box.y0 + y
+                            for x in xLo..<xHi {
+                                let u = (Float(x) + 0.5 - half) / half
+                                let vig = min(1, max(0, (1 - (u * u + v * v).squareRoot()) / 0.35))
+                                let alpha = am[y * side + x] * vig
+                                guard alpha > 0 else { continue }
+                                let q = (Y * width + box.x0 + x) * 3, s = (y * side + x) * 3
+                                o[q] = o[q] * (1 - alpha) + im[s] * alpha
+                                o[q + 1] = o[q + 1] * (1 - alpha) + im[s + 1] * alpha
+                                o[q + 2] = o[q + 2] * (1 - alpha) + im[s + 2] * alpha
+                            }
+                        }
                     }
                 }
             }
@@ -89,16 +106,21 @@ public enum SceneComposer {
     static func resize(_ im: GeneratedImage, _ side: Int) -> [Float] {
         var out = [Float](repeating: 0, count: side * side * 3)
         let h = im.height, w = im.width
-        for y in 0..<side {
-            let fy = min(max((Float(y) + 0.5) * Float(h) / Float(side) - 0.5, 0), Float(h - 1))
-            let y0 = Int(fy), y1 = min(h - 1, y0 + 1), ty = fy - Float(y0)
-            for x in 0..<side {
-                let fx = min(max((Float(x) + 0.5) * Float(w) / Float(side) - 0.5, 0), Float(w - 1))
-                let x0 = Int(fx), x1 = min(w - 1, x0 + 1), tx = fx - Float(x0)
-                for c in 0..<3 {
-                    let p00 = Float(im.rgb[(y0 * w + x0) * 3 + c]), p01 = Float(im.rgb[(y0 * w + x1) * 3 + c])
-                    let p10 = Float(im.rgb[(y1 * w + x0) * 3 + c]), p11 = Float(im.rgb[(y1 * w + x1) * 3 + c])
-                    out[(y * side + x) * 3 + c] = ((p00 * (1 - tx) + p01 * tx) * (1 - ty) + (p10 * (1 - tx) + p11 * tx) * ty) / 255
+        im.rgb.withUnsafeBufferPointer { sb in
+            out.withUnsafeMutableBufferPointer { ob in
+                let src = sb.baseAddress!, dst = ob.baseAddress!
+                for y in 0..<side {
+                    let fy = min(max((Float(y) + 0.5) * Float(h) / Float(side) - 0.5, 0), Float(h - 1))
+                    let y0 = Int(fy), y1 = min(h - 1, y0 + 1), ty = fy - Float(y0)
+                    for x in 0..<side {
+                        let fx = min(max((Float(x) + 0.5) * Float(w) / Float(side) - 0.5, 0), Float(w - 1))
+                        let x0 = Int(fx), x1 = min(w - 1, x0 + 1), tx = fx - Float(x0)
+                        for c in 0..<3 {
+                            let p00 = Float(src[(y0 * w + x0) * 3 + c]), p01 = Float(src[(y0 * w + x1) * 3 + c])
+                            let p10 = Float(src[(y1 * w + x0) * 3 + c]), p11 = Float(src[(y1 * w + x1) * 3 + c])
+                            dst[(y * side + x) * 3 + c] = ((p00 * (1 - tx) + p01 * tx) * (1 - ty) + (p10 * (1 - tx) + p11 * tx) * ty) / 255
+                        }
+                    }
                 }
             }
         }
@@ -108,14 +130,21 @@ public enum SceneComposer {
     /// 3x3 box blur with edge clamping.
     static func blur3(_ a: [Float], _ side: Int) -> [Float] {
         var out = a
-        for y in 0..<side {
-            for x in 0..<side {
-                var s: Float = 0
-                for dy in -1...1 { for dx in -1...1 {
-                    let yy = min(max(y + dy, 0), side - 1), xx = min(max(x + dx, 0), side - 1)
-                    s += a[yy * side + xx]
-                } }
-                out[y * side + x] = s / 9
+        a.withUnsafeBufferPointer { ab in
+            out.withUnsafeMutableBufferPointer { ob in
+                let src = ab.baseAddress!, dst = ob.baseAddress!
+                for y in 0..<side {
+                    let r0 = src + max(y - 1, 0) * side, r1 = src + y * side, r2 = src + min(y + 1, side - 1) * side
+                    for x in 0..<side {
+                        let xm = max(x - 1, 0), xp = min(x + 1, side - 1)
+                        // Same summation order as the 3x3 loop (dy outer, dx inner).
+                        var s: Float = 0
+                        s += r0[xm]; s += r0[x]; s += r0[xp]
+                        s += r1[xm]; s += r1[x]; s += r1[xp]
+                        s += r2[xm]; s += r2[x]; s += r2[xp]
+                        dst[y * side + x] = s / 9
+                    }
+                }
             }
         }
         return out
