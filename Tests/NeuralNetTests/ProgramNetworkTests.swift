@@ -100,8 +100,13 @@ final class ProgramNetworkTests: XCTestCase {
     /// kernel with an output-channel tail, and the 2x2 phase kernels of the upsampling conv)
     /// against the plain loops, op by op.
     func testFusedDirectAndUpsamplingConvolutions() throws {
+        // Width 32: 32-pixel blocks; 48: 16-pixel blocks.
+        for width in [32, 48] { try checkFusedConvolutions(width: width) }
+    }
+
+    func checkFusedConvolutions(width W: Int) throws {
         var r = Rng(s: 7)
-        let (C, H, W) = (5, 6, 32)
+        let (C, H) = (5, 6)
         func rand(_ n: Int) -> [Float] { (0..<n).map { _ in r.f() } }
         let tensors: [(name: String, shape: [Int], values: [Float])] = [
             ("net.c1.weight", [6, C, 3, 3], rand(6 * C * 9)), ("net.c1.bias", [6], rand(6)),
@@ -135,7 +140,7 @@ final class ProgramNetworkTests: XCTestCase {
         XCTAssertEqual(got.count, expected.count)
         var maxErr: Float = 0
         for (p, q) in zip(got, expected) { maxErr = max(maxErr, abs(p - q)) }
-        XCTAssertLessThan(maxErr, 1e-5)
+        XCTAssertLessThan(maxErr, 1e-5, "width \(W)")
     }
 
     func testMissingTensorNamesTheFile() throws {
