@@ -37,10 +37,12 @@ public final class ProgramNetwork: @unchecked Sendable {
         case fourier(t: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, freqs: [Float])
         case linear(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, inF: Int, outF: Int, w: UnsafePointer<Float>, b: UnsafePointer<Float>)
         /// `h`, `w`: the map read (the low-resolution one when `up`, which upsamples it x2 first);
-        /// `phase`: the phase weights of the direct upsampling kernel; `direct`: AVX-512 planar kernel.
+        /// `phase`: the phase weights of the direct upsampling kernel; `direct`: AVX-512 planar kernel;
+        /// `withBias`: [cout, cin * 9 + 1] (the weights with the bias as a last column) for the
+        /// AVX-512 panel product of small maps.
         case conv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, cin: Int, h: Int, w: Int, cout: Int, k: Int, stride: Int,
                   weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, act: PlanarActivation, up: Bool,
-                  phase: UnsafePointer<Float>?, direct: Bool)
+                  phase: UnsafePointer<Float>?, direct: Bool, withBias: UnsafePointer<Float>?)
         case groupnorm(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, c: Int, hw: Int, groups: Int, eps: Float,
                        w: UnsafePointer<Float>, b: UnsafePointer<Float>, act: PlanarActivation)
         case silu(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, n: Int)
@@ -68,8 +70,11 @@ public final class ProgramNetwork: @unchecked Sendable {
     private var upBuf: FloatBuffer
     /// Padded input [cin, H + 2, W + 32] of the largest direct convolution.
     private var padBuf: FloatBuffer
-    /// Phase weights of the direct upsampling convolutions (kept alive here).
+    /// Phase weights of the direct upsampling convolutions and weights-with-bias of the panel
+    /// products (kept alive here).
     private var phaseWeights: [FloatBuffer] = []
+    /// Zeros [Ho * Wo] of the largest panel product (its per-column bias).
+    private var zeros: FloatBuffer
     private let vectorized = NeuralNetRuntime.hasAVX512
 
     /// Builds network `net` of `file` for batch-1 inputs of the given shapes (without the batch
@@ -81,6 +86,7 @@ public final class ProgramNetwork: @unchecked Sendable {
         col = FloatBuffer(count: 1)
         upBuf = FloatBuffer(count: 1)
         padBuf = FloatBuffer(count: 1)
+        zeros = FloatBuffer(count: 1)
         func bad(_ d: String) -> NetworkError { .unsupportedArchitecture(file: file.path, detail: "\(net): \(d)") }
         let specs = try file.metadataJSON("\(net).program", as: [StepSpec].self)
         guard let out = file.metadata["\(net).output"] else { throw bad("metadata key '\(net).output' is missing") }
@@ -91,7 +97,7 @@ public final class ProgramNetwork: @unchecked Sendable {
         }
         for (n, sh) in inputs where !GraphNetwork.isSane(sh.isEmpty ? [1] : sh) { throw bad("input '\(n)' shape \(sh) is not a small positive shape") }
         var shapes = inputs
-        var maxCol = 1, maxUp = 1, maxPad = 1
+        var maxCol = 1, maxUp = 1, maxPad = 1, maxZeros = 1
         // Readers of each buffer (the output counts as one), for the fusions.
         var readers: [String: [Int]] = [out: [-1]]
         for (i, s) in specs.enumerated() { for b in s.in { readers[b, default: []].append(i) } }
@@ -151,8 +157,21 @@ public final class ProgramNetwork: @unchecked Sendable {
                 outShape = [cout, ho, wo]
                 guard cout >= 1, ho >= 1, wo >= 1, GraphNetwork.isSane([xs[0] * k * k, ho * wo]) else { throw bad("conv '\(p)' gives \(outShape)") }
                 let direct = vectorized && k == 3 && st == 1 && AVX512Kernels.planarConvSupports(height: low[1], width: low[2])
-                var phase: UnsafePointer<Float>?
-                if direct {
+                var phase: UnsafePointer<Float>?, withBias: UnsafePointer<Float>?
+                // Small maps (8 x 8 here) whose rows tile 32-pixel panels: AVX-512 panel product.
+                let panels = vectorized && !direct && up == nil && k == 3 && st == 1 && wo <= 32 && 32 % wo == 0 && (ho * wo) % 32 == 0
+                if panels {
+                    let kk = xs[0] * 9 + 1
+                    let wb = FloatBuffer(count: cout * kk)
+                    for o in 0..<cout {
+                        (wb.pointer + o * kk).update(from: w + o * (kk - 1), count: kk - 1)
+                        wb.pointer[o * kk + kk - 1] = b[o]
+                    }
+                    phaseWeights.append(wb)
+                    withBias = UnsafePointer(wb.pointer)
+                    maxCol = max(maxCol, kk * ho * wo)
+                    maxZeros = max(maxZeros, ho * wo)
+                } else if direct {
                     maxPad = max(maxPad, AVX512Kernels.paddedCount(channels: low[0], height: low[1], width: low[2]))
                     if up != nil {
                         let pw = FloatBuffer(count: 16 * cout * xs[0])
@@ -173,9 +192,9 @@ public final class ProgramNetwork: @unchecked Sendable {
                 }
                 if up != nil { label = "up2+" + label }
                 let isUp = up != nil
-                make = { [direct, phase, act] in
+                make = { [direct, phase, act, withBias] in
                     .conv(x: x, y: $0, cin: xs[0], h: low[1], w: low[2], cout: cout, k: k, stride: st, weight: w, bias: b,
-                          act: act, up: isUp, phase: phase, direct: direct)
+                          act: act, up: isUp, phase: phase, direct: direct, withBias: withBias)
                 }
                 flops += 2 * cout * xs[0] * k * k * ho * wo
             case "groupnorm":
@@ -257,6 +276,7 @@ public final class ProgramNetwork: @unchecked Sendable {
         col = FloatBuffer(count: maxCol)
         upBuf = FloatBuffer(count: maxUp)
         padBuf = FloatBuffer(count: maxPad)
+        zeros = FloatBuffer(count: maxZeros)
     }
 
     /// Shape of a buffer (the output's included).
@@ -305,7 +325,13 @@ public final class ProgramNetwork: @unchecked Sendable {
         case .linear(let x, let y, let inF, let outF, let w, let b):
             y.update(from: b, count: outF)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outF), Int32(inF), 1, w, Int32(inF), x, 1, 1, y, 1)
-        case .conv(let x0, let y, let cin, let h0, let w0, let cout, let k, let stride, let weight, let bias, let act, let up, let phase, let direct):
+        case .conv(let x0, let y, let cin, let h0, let w0, let cout, let k, let stride, let weight, let bias, let act, let up, let phase,
+                   let direct, let withBias):
+            if let withBias {
+                panelConv(x0, cin: cin, h: h0, w: w0, cout: cout, withBias: withBias, into: y)
+                activate(y, count: cout * h0 * w0, act)
+                return
+            }
             if direct {
                 if let phase {
                     AVX512Kernels.upsampleConv3x3(x0, inChannels: cin, height: h0, width: w0, phase: phase, bias: bias, outChannels: cout,
@@ -400,6 +426,43 @@ public final class ProgramNetwork: @unchecked Sendable {
         case .up2(let x, let y, let c, let h, let w):
             Self.upsample(x, c: c, h: h, w: w, into: y)
         }
+    }
+
+    /// 3x3 stride-1 convolution of a small map as one AVX-512 panel product:
+    /// y [cout, H*W] = withBias [cout, K] * cols [K, H*W], K = cin * 9 + 1, where `cols` (in `col`)
+    /// is the im2col matrix written straight into 32-pixel panels ([H*W / 32, K, 32]; a panel
+    /// holds 32 / W whole rows) with a last row of ones for the bias. Needs 32 % W == 0 and
+    /// (H * W) % 32 == 0.
+    private func panelConv(_ x: UnsafePointer<Float>, cin: Int, h: Int, w: Int, cout: Int, withBias: UnsafePointer<Float>,
+                           into y: UnsafeMutablePointer<Float>) {
+        let n = h * w, kk = cin * 9 + 1
+        let rowsPerPanel = 32 / w
+        let cp = col.pointer
+        for j in 0..<(n / 32) {
+            let panel = cp + j * kk * 32
+            for ci in 0..<cin {
+                let plane = x + ci * h * w
+                for i in 0..<3 {
+                    for r in 0..<rowsPerPanel {
+                        let iy = j * rowsPerPanel + r - 1 + i
+                        let d0 = panel + (ci * 9 + i * 3) * 32 + r * w  // taps (i, 0), (i, 1), (i, 2): 32 apart
+                        guard iy >= 0 && iy < h else {
+                            for t in 0..<w { d0[t] = 0; d0[32 + t] = 0; d0[64 + t] = 0 }
+                            continue
+                        }
+                        let src = plane + iy * w
+                        d0[0] = 0
+                        for t in 1..<w { d0[t] = src[t - 1] }
+                        for t in 0..<w { d0[32 + t] = src[t] }
+                        for t in 0..<(w - 1) { d0[64 + t] = src[t + 1] }
+                        d0[64 + w - 1] = 0
+                    }
+                }
+            }
+            (panel + (kk - 1) * 32).update(repeating: 1, count: 32)
+        }
+        AVX512Kernels.gemm(withBias, rows: cout, depth: kk, packed: UnsafePointer(cp), columns: n, bias: zeros.pointer,
+                           relu: false, into: y)
     }
 
     /// Nearest x2: x [c, h, w] -> y [c, 2h, 2w].
