@@ -90,7 +90,9 @@ extension AVX512Kernels {
         pad(x, channels: cin, height: h, width: w, into: padded)
         // 32 pixels per block where the width allows (two zmm: a `PixelPair`; SIMD32<Float> was
         // compiled to scalar code), else 16. Measured side by side (avgas-bench live --ops): the
-        // decoder's 64- and 128-wide layers 1.1-1.3x faster than with 16-pixel blocks.
+        // decoder's 64- and 128-wide layers 1.1-1.3x faster than with 16-pixel blocks. (Eight
+        // channels x 16 pixels, also 16 accumulators, was slower on the 16-wide maps: 89 vs 115
+        // GFLOP/s.)
         if w % 32 == 0 {
             conv3x3Rows(PixelPair.self, UnsafePointer(padded), cin, h, w, weight, bias, cout, activation, y)
         } else {
