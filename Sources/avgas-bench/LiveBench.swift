@@ -144,17 +144,18 @@ struct LiveBench: ParsableCommand {
         var x = [Float](repeating: 0.1, count: n), xn = x, x1 = x
         var img = GeneratedImage(width: 0, height: 0, rgb: [])
         let emb = sceneEmbeddings[0].1
-        var den = 0.0, decode = 0.0
-        let reps = 40
+        var dens: [Double] = [], decodes: [Double] = []
+        let reps = 60
         for i in 0..<(reps + 5) {
             t0 = now()
             x.withUnsafeBufferPointer { xp in emb.withUnsafeBufferPointer { ep in xn.withUnsafeMutableBufferPointer { np in x1.withUnsafeMutableBufferPointer { p1 in
                 model.step(x: xp.baseAddress!, t: 0.25, tNext: 0.5, emb: ep.baseAddress!, xNext: np.baseAddress!, x1: p1.baseAddress!) } } } }
             let t1 = now()
             x1.withUnsafeBufferPointer { model.decode($0.baseAddress!, into: &img) }
-            if i >= 5 { den += Double(t1 - t0) / 1e6; decode += Double(now() - t1) / 1e6 }
+            if i >= 5 { dens.append(Double(t1 - t0) / 1e6); decodes.append(Double(now() - t1) / 1e6) }
         }
-        den /= Double(reps); decode /= Double(reps)
+        // Medians (the machine is shared: means follow other jobs' bursts).
+        let den = dens.sorted()[reps / 2], decode = decodes.sorted()[reps / 2]
 
         // Frames per second with 1-4 classes: steady (images refine, then hold) and worst case
         // (every slot re-noised every frame, so every slot steps every frame).
@@ -198,8 +199,8 @@ struct LiveBench: ParsableCommand {
         print(String(format: "| front end (per 100 ms hop) | %.3f ms |", frontMsPerHop))
         print(String(format: "| backbone YAMNet (per hop) | %.2f ms |", yam / Double(hops)))
         print(String(format: "| separator (per hop, %.1f MFLOP) | %.3f ms |", Double(listener.separator!.flops) / 1e6, sep / Double(hops)))
-        print(String(format: "| generator step: denoiser (%.3f GFLOP) | %.2f ms |", Double(model.denoiser.flops) / 1e9, den))
-        print(String(format: "| generator step: decoder (%.3f GFLOP) | %.2f ms |", Double(model.decoder.flops) / 1e9, decode))
+        print(String(format: "| generator step: denoiser (%.3f GFLOP), median | %.2f ms |", Double(model.denoiser.flops) / 1e9, den))
+        print(String(format: "| generator step: decoder + RGB (%.3f GFLOP), median | %.2f ms |", Double(model.decoder.flops) / 1e9, decode))
         print(String(format: "| compose (4 classes, 256x256) | %.2f ms |", composeMs))
         print(String(format: "| draw frame (layout, spectrogram, thumbnails) | %.2f ms |", renderMs))
         print("")
@@ -234,7 +235,7 @@ struct LiveBench: ParsableCommand {
         if let json = runPython(python, ["tools/bench_generator_torch.py", "--weights", root.appendingPathComponent("models/generator.safetensors").path, "--threads", "1"]),
            let results = json["results"] as? [[String: Any]], let r = results.first {
             let ts = r["step_ms"] as? Double ?? .nan
-            print(String(format: "Generator step, 1 thread: Swift %.2f ms (denoiser + decoder) vs PyTorch %@ %.2f ms: ratio %.2f (below 1: Swift faster)",
+            print(String(format: "Generator step, 1 thread, medians: Swift %.2f ms (denoiser + decoder) vs PyTorch %@ %.2f ms: ratio %.2f (below 1: Swift faster)",
                          den + decode, (json["torch"] as? String) ?? "?", ts, (den + decode) / ts))
         } else {
             print("Generator step in PyTorch: not measured (needs \(python) with torch: make pyenv-torch)")
