@@ -84,29 +84,37 @@ public final class PackedMatrix: @unchecked Sendable {  // immutable after init
     /// y [m, N] = act(x [m, K] * W + bias [N]) by the AVX-512 kernel (32-column panels only;
     /// call only when `NeuralNetRuntime.hasAVX512`). Rows are computed independently, each by
     /// the same operations whatever `m`: a batch gives the same rows as one row at a time.
+    /// `panelRange` (nil: all) computes only those panels (a share of the columns for one thread;
+    /// same operations per element).
     public func multiplyAVX512(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>, activation: Activation,
-                               into y: UnsafeMutablePointer<Float>) {
+                               into y: UnsafeMutablePointer<Float>, panelRange: Range<Int>? = nil) {
         precondition(panelWidth == 32 && NeuralNetRuntime.hasAVX512, "PackedMatrix.multiplyAVX512 needs 32-column panels and AVX-512")
         AVX512Kernels.gemm(x, rows: m, depth: rows, packed: storage.pointer, columns: columns, bias: bias,
-                           relu: activation == .relu, into: y)
+                           relu: activation == .relu, into: y, panelRange: panelRange)
     }
 
-    /// y [m, N] = x [m, K] * W (overwrites y).
-    public func multiply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, fused: Bool) {
+    /// Number of column panels (`panelWidth` columns each, the last zero-padded).
+    public var panelCount: Int { panels }
+
+    /// y [m, N] = x [m, K] * W (overwrites y). `panelRange` (nil: all) computes only the columns
+    /// of those panels (a share for one thread; same operations per element).
+    public func multiply(_ x: UnsafePointer<Float>, rows m: Int, into y: UnsafeMutablePointer<Float>, fused: Bool,
+                         panelRange: Range<Int>? = nil) {
+        let range = panelRange ?? 0..<panels
         if panelWidth == 32 {
-            wideKernel(x, m, y)
+            wideKernel(x, m, y, range)
         } else if fused {
-            kernel(x, m, y, FusedMultiplyAdd.self)
+            kernel(x, m, y, FusedMultiplyAdd.self, range)
         } else {
-            kernel(x, m, y, SeparateMultiplyAdd.self)
+            kernel(x, m, y, SeparateMultiplyAdd.self, range)
         }
     }
 
     /// 6 x 32 blocks (two 16-float halves per row), fused multiply-add.
-    private func wideKernel(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>) {
+    private func wideKernel(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
         let k = rows, n = columns
         let wr = UnsafeRawPointer(storage.pointer)
-        for j in 0..<panels {
+        for j in range {
             let panel = j * k * 32 * 4
             let col = 32 * j
             var r0 = 0
@@ -155,11 +163,12 @@ public final class PackedMatrix: @unchecked Sendable {  // immutable after init
         }
     }
 
-    private func kernel<F: MultiplyAdd>(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>, _: F.Type) {
+    private func kernel<F: MultiplyAdd>(_ x: UnsafePointer<Float>, _ m: Int, _ y: UnsafeMutablePointer<Float>, _: F.Type,
+                                        _ range: Range<Int>) {
         let k = rows, n = columns
         let wr = UnsafeRawPointer(storage.pointer)
         let yr = UnsafeMutableRawPointer(y)
-        for j in 0..<panels {
+        for j in range {
             let panel = j * k * 16 * 4             // byte offset of panel j
             let col = 16 * j
             let full = col + 16 <= n

@@ -35,23 +35,28 @@ public enum AVX512Kernels {
     /// every row block from L1/L2), 12-row blocks inner (a 12 x 32 block of y in 24 zmm
     /// registers; per k two panel loads and twelve broadcast FMAs pairs), then a 6-row block
     /// and single rows for the remainder.
+    ///
+    /// `panelRange` (nil: all) computes only those 32-column panels (columns 32 lo ..< min(32 hi, n)),
+    /// for a product split across threads: each output element gets the same operations as in
+    /// the whole product (the zero-skip masks depend on x only, so every part decides alike).
     public static func gemm(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int,
                             packed w: UnsafePointer<Float>, columns n: Int,
-                            bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+                            bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>,
+                            panelRange: Range<Int>? = nil) {
+        let panelsHere = panelRange ?? 0..<((n + 31) / 32)
         if skipZeros && k <= maskBits && (m / 8 + 6) * ((k + 63) / 64) <= maskWords {
             var masks = MaskStore()
             var done = false
             withUnsafeMutableBytes(of: &masks) { (raw: UnsafeMutableRawBufferPointer) in
                 let mp = raw.baseAddress!.assumingMemoryBound(to: UInt64.self)
                 if buildMasks(x, rows: m, depth: k, into: mp) {
-                    sparseGemm(x, m, k, w, n, bias, relu, y, UnsafePointer(mp))
+                    sparseGemm(x, m, k, w, n, bias, relu, y, UnsafePointer(mp), panelsHere)
                     done = true
                 }
             }
             if done { return }
         }
-        let panels = (n + 31) / 32
-        for j in 0..<panels {
+        for j in panelsHere {
             let panel = UnsafeRawPointer(w + j * k * 32)
             let col = 32 * j
             let width = min(32, n - col)
@@ -182,10 +187,9 @@ public enum AVX512Kernels {
     /// `gemm` over the masked inputs only (same blocks, same order per row).
     static func sparseGemm(_ x: UnsafePointer<Float>, _ m: Int, _ k: Int, _ w: UnsafePointer<Float>, _ n: Int,
                            _ bias: UnsafePointer<Float>, _ relu: Bool, _ y: UnsafeMutablePointer<Float>,
-                           _ masks: UnsafePointer<UInt64>) {
-        let panels = (n + 31) / 32
+                           _ masks: UnsafePointer<UInt64>, _ panelRange: Range<Int>) {
         let words = (k + 63) / 64
-        for j in 0..<panels {
+        for j in panelRange {
             let panel = UnsafeRawPointer(w + j * k * 32)
             let col = 32 * j
             let width = min(32, n - col)
@@ -396,21 +400,25 @@ public enum AVX512Kernels {
     /// bias [C]; pads [top, left, (bottom, right implied by ho, wo)]. For each output pixel and
     /// each group of 64 (then 16, then single) channels, the accumulators start at the bias,
     /// take one FMA per valid tap in (i, j) order, and are stored once after the activation.
+    /// `pixels` (nil: all) computes only those output pixels (row-major indices oy * wo + ox),
+    /// each by the same operations as in the whole map (for a layer split across threads).
     public static func depthwise(_ x: UnsafePointer<Float>, height h: Int, width w: Int, channels c: Int,
                                  weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
                                  kernel kh: Int, _ kw: Int, stride sh: Int, _ sw: Int, padTop pt: Int, padLeft pl: Int,
-                                 outHeight ho: Int, outWidth wo: Int, relu: Bool, into y: UnsafeMutablePointer<Float>) {
+                                 outHeight ho: Int, outWidth wo: Int, relu: Bool, into y: UnsafeMutablePointer<Float>,
+                                 pixels: Range<Int>? = nil) {
+        let pixels = pixels ?? 0..<(ho * wo)
         // The 3x3 path pays off where most pixels are interior (measured: maps of more than
         // 96 output pixels); small maps take the generic loop, 64 channels per pass.
         if kh == 3, kw == 3, c % 16 == 0, ho * wo > 96 {
-            depthwise3x3(x, h, w, c, weight, bias, sh, sw, pt, pl, ho, wo, relu, y)
+            depthwise3x3(x, h, w, c, weight, bias, sh, sw, pt, pl, ho, wo, relu, y, pixels)
             return
         }
         let wr = UnsafeRawPointer(weight), br = UnsafeRawPointer(bias)
-        for oy in 0..<ho {
+        forEachRow(of: pixels, width: wo) { oy, oxs in
             let iy0 = oy * sh - pt
             let i0 = max(0, -iy0), i1 = min(kh, h - iy0)
-            for ox in 0..<wo {
+            for ox in oxs {
                 let ix0 = ox * sw - pl
                 let j0 = max(0, -ix0), j1 = min(kw, w - ix0)
                 let out = UnsafeMutableRawPointer(y + (oy * wo + ox) * c)
@@ -473,12 +481,24 @@ public enum AVX512Kernels {
         }
     }
 
+    /// Calls `body(oy, ox range)` for each output row that `pixels` (row-major indices into a map
+    /// `width` wide) touches, in order.
+    @inline(__always)
+    static func forEachRow(of pixels: Range<Int>, width wo: Int, _ body: (Int, Range<Int>) -> Void) {
+        guard !pixels.isEmpty, wo > 0 else { return }
+        for oy in (pixels.lowerBound / wo)...((pixels.upperBound - 1) / wo) {
+            let row = oy * wo
+            body(oy, max(pixels.lowerBound - row, 0)..<min(pixels.upperBound - row, wo))
+        }
+    }
+
     /// 3x3 depthwise, C a multiple of 16: one group of 16 channels at a time, its nine taps and
     /// bias held in registers while the group walks every output pixel; interior pixels take
     /// nine unrolled FMAs, border pixels only their valid taps (same (i, j) order).
     static func depthwise3x3(_ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ c: Int,
                              _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ sh: Int, _ sw: Int,
-                             _ pt: Int, _ pl: Int, _ ho: Int, _ wo: Int, _ relu: Bool, _ y: UnsafeMutablePointer<Float>) {
+                             _ pt: Int, _ pl: Int, _ ho: Int, _ wo: Int, _ relu: Bool, _ y: UnsafeMutablePointer<Float>,
+                             _ pixels: Range<Int>) {
         let wr = UnsafeRawPointer(weight)
         let row = w * c * 4, px = c * 4  // bytes between input rows, pixels
         // Output rows/columns whose 3x3 window lies inside the map.
@@ -514,16 +534,18 @@ public enum AVX512Kernels {
                 }
                 store(s, oy, ox)
             }
-            for oy in 0..<ho {
+            forEachRow(of: pixels, width: wo) { oy, oxs in
                 guard oy >= oyLo && oy < oyHi else {
-                    for ox in 0..<wo { border(oy, ox) }
-                    continue
+                    for ox in oxs { border(oy, ox) }
+                    return
                 }
-                for ox in 0..<oxLo { border(oy, ox) }
+                // Interior columns of this row's share: [a, b).
+                let a = min(max(oxs.lowerBound, oxLo), oxs.upperBound), b = max(min(oxs.upperBound, oxHi), a)
+                for ox in oxs.lowerBound..<a { border(oy, ox) }
                 let iy0 = oy * sh - pt
-                var p = UnsafeRawPointer(x) + iy0 * row + (oxLo * sw - pl) * px + o
+                var p = UnsafeRawPointer(x) + iy0 * row + (a * sw - pl) * px + o
                 let step = sw * px
-                for ox in oxLo..<oxHi {
+                for ox in a..<b {
                     var s = bv
                     s.addProduct(p.loadUnaligned(as: SIMD16<Float>.self), w0)
                     s.addProduct(p.loadUnaligned(fromByteOffset: px, as: SIMD16<Float>.self), w1)
@@ -537,7 +559,7 @@ public enum AVX512Kernels {
                     store(s, oy, ox)
                     p += step
                 }
-                for ox in oxHi..<wo { border(oy, ox) }
+                for ox in b..<oxs.upperBound { border(oy, ox) }
             }
         }
     }
@@ -553,20 +575,29 @@ public enum AVX512Kernels {
     /// x [H, W, cin] -> y [Ho, Wo, cout], weight [kh, kw, cin, cout], bias [cout]. For each
     /// output pixel and group of 32 (then 16, then single) output channels, the accumulators
     /// start at the bias and take one broadcast FMA per valid tap and input channel.
+    /// `pixels` (nil: all) computes only those output pixels (row-major indices oy * wo + ox), each
+    /// by the same operations (for a layer split across threads: give each part its own scratch).
     public static func convolution(_ x: UnsafePointer<Float>, height h: Int, width w: Int, inChannels cin: Int,
                                    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, outChannels cout: Int,
                                    kernel kh: Int, _ kw: Int, stride sh: Int, _ sw: Int,
                                    pads: (Int, Int, Int, Int), outHeight ho: Int, outWidth wo: Int, relu: Bool,
-                                   scratch: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+                                   scratch: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                                   pixels: Range<Int>? = nil) {
+        let pixels = pixels ?? 0..<(ho * wo)
         let (pt, pl) = (pads.0, pads.1)
         let wr = UnsafeRawPointer(weight), br = UnsafeRawPointer(bias)
         if convolutionScratchCount(height: h, width: w, inChannels: cin, outChannels: cout, kernel: kh, kw, pads: pads) > 0 {
             // 3x3, cin 1, cout 32: the 18 weight vectors stay in registers; the input is copied
             // into a zero-padded map (scratch [h + pt + pb, w + pl + pr]) so every pixel takes all
             // nine taps (a zero tap adds nothing).
+            // Only the padded rows this share reads ([sh * first row, sh * last row + 3)) are written.
             let wp = w + pl + pads.3, hp = h + pt + pads.2
-            scratch.update(repeating: 0, count: wp * hp)
-            for r in 0..<h { (scratch + (r + pt) * wp + pl).update(from: x + r * w, count: w) }
+            guard !pixels.isEmpty else { return }
+            let pr0 = min(hp, pixels.lowerBound / wo * sh), pr1 = min(hp, (pixels.upperBound - 1) / wo * sh + 3)
+            (scratch + pr0 * wp).update(repeating: 0, count: (pr1 - pr0) * wp)
+            for r in max(0, pr0 - pt)..<max(max(0, pr0 - pt), min(h, pr1 - pt)) {
+                (scratch + (r + pt) * wp + pl).update(from: x + r * w, count: w)
+            }
             let b0 = br.loadUnaligned(as: SIMD16<Float>.self), b1 = br.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
             @inline(__always) func wv(_ t: Int, _ half: Int) -> SIMD16<Float> {
                 wr.loadUnaligned(fromByteOffset: t * 128 + half * 64, as: SIMD16<Float>.self)
@@ -574,10 +605,10 @@ public enum AVX512Kernels {
             let a0 = wv(0, 0), c0 = wv(0, 1), a1 = wv(1, 0), c1 = wv(1, 1), a2 = wv(2, 0), c2 = wv(2, 1)
             let a3 = wv(3, 0), c3 = wv(3, 1), a4 = wv(4, 0), c4 = wv(4, 1), a5 = wv(5, 0), c5 = wv(5, 1)
             let a6 = wv(6, 0), c6 = wv(6, 1), a7 = wv(7, 0), c7 = wv(7, 1), a8 = wv(8, 0), c8 = wv(8, 1)
-            for oy in 0..<ho {
+            forEachRow(of: pixels, width: wo) { oy, oxs in
                 let r0 = scratch + oy * sh * wp, r1 = r0 + wp, r2 = r1 + wp
-                var out = UnsafeMutableRawPointer(y + oy * wo * 32)
-                for ox in 0..<wo {
+                var out = UnsafeMutableRawPointer(y + (oy * wo + oxs.lowerBound) * 32)
+                for ox in oxs {
                     let q = ox * sw
                     var s = b0, t = b1
                     var v = SIMD16<Float>(repeating: r0[q]); s.addProduct(v, a0); t.addProduct(v, c0)
@@ -597,10 +628,10 @@ public enum AVX512Kernels {
             }
             return
         }
-        for oy in 0..<ho {
+        forEachRow(of: pixels, width: wo) { oy, oxs in
             let iy0 = oy * sh - pt
             let i0 = max(0, -iy0), i1 = min(kh, h - iy0)
-            for ox in 0..<wo {
+            for ox in oxs {
                 let ix0 = ox * sw - pl
                 let j0 = max(0, -ix0), j1 = min(kw, w - ix0)
                 let out = UnsafeMutableRawPointer(y + (oy * wo + ox) * cout)
