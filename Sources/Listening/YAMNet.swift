@@ -57,8 +57,15 @@ struct YAMNetArchitecture: Decodable {
 /// let embedding = net.embedding    // 1024 pooled features
 /// ```
 ///
+/// Threads: `threads: 2` (or more) splits each layer of a forward pass across the caller and
+/// persistent worker threads of a `ComputePool` (output channels of the 1x1 layers and the
+/// classifier, output pixels of the depthwise layers and the first convolution; a barrier after
+/// each layer). Outputs are bit-identical to one thread's. The program and the offline analysis
+/// use 1 thread per network (offline analysis runs two networks on different hops instead).
+///
 /// Thread safety: one thread at a time may call `forward` and read the outputs (the analysis
-/// thread owns the network); the weights themselves are read-only and shareable.
+/// thread owns the network; its pool's workers run only inside `forward`); the weights
+/// themselves are read-only and shareable.
 public final class YAMNet: @unchecked Sendable {
     /// Frames per input patch (0.96 s at a 10 ms hop).
     public let patchFrames: Int
@@ -97,6 +104,31 @@ public final class YAMNet: @unchecked Sendable {
     private let scratch: FloatBuffer
     private let embeddingBuffer: FloatBuffer  // [maxBatch, 1024]
     private let logitsBuffer: FloatBuffer     // [maxBatch, 521]
+
+    /// Threads one forward pass runs on (the caller included).
+    public let threads: Int
+    /// The worker threads (nil for 1 thread).
+    private let pool: ComputePool?
+    /// What the pool runs (refers to this network unowned).
+    private var job: ForwardJob?
+    /// Per-part scratch of the split first convolution: [threads, scratch.count].
+    private let partScratch: FloatBuffer
+    /// The batch the pool's parts are running (set by `forward` before `pool.run`).
+    private var pendingInput: UnsafePointer<Float>?
+    private var pendingCount = 0
+
+    /// The pool's job: part `part` of the forward pass of `net`'s pending batch.
+    ///
+    /// Thread-safety rule: `net` outlives the job (the net owns the pool, which owns the job) and
+    /// its pending fields are written only before `pool.run`, which orders them before the parts.
+    private final class ForwardJob: ComputePoolJob, @unchecked Sendable {
+        unowned(unsafe) let net: YAMNet
+        init(_ net: YAMNet) { self.net = net }
+        func run(part: Int, of parts: Int) {
+            guard let input = net.pendingInput else { return }
+            net.runPart(input, count: net.pendingCount, part: part, of: parts)
+        }
+    }
 
     /// How the pointwise layers' matrix products are computed.
     public enum KernelChoice: Sendable, Equatable {
@@ -144,14 +176,18 @@ public final class YAMNet: @unchecked Sendable {
     /// Loads and validates `path` (see `SafeTensorsError` and `NetworkError` for what can fail;
     /// each error names the file and the problem).
     /// `maxBatch`: the most patches one `forward(patches:count:)` takes (workspace grows with it).
-    public convenience init(path: String, kernels: KernelChoice = .standard, maxBatch: Int = 1) throws {
-        try self.init(weights: SafeTensorsFile(path: path), kernels: kernels, maxBatch: maxBatch)
+    /// `threads`: threads each forward pass runs on (1: the caller only; 2: the caller and one
+    /// persistent worker, each layer split in two).
+    public convenience init(path: String, kernels: KernelChoice = .standard, maxBatch: Int = 1, threads: Int = 1) throws {
+        try self.init(weights: SafeTensorsFile(path: path), kernels: kernels, maxBatch: maxBatch, threads: threads)
     }
 
-    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard, maxBatch: Int = 1) throws {
+    public init(weights file: SafeTensorsFile, kernels: KernelChoice = .standard, maxBatch: Int = 1, threads: Int = 1) throws {
         weights = file
         kernelChoice = kernels
         self.maxBatch = max(1, maxBatch)
+        self.threads = max(1, threads)
+        pool = self.threads > 1 ? ComputePool(threads: self.threads) : nil
         if case .fixed(let k) = kernels, !GemmKernel.available.contains(k) {
             throw NetworkError.unsupportedArchitecture(file: file.path, detail: "the \(k) kernel needs a CPU with AVX-512")
         }
@@ -240,6 +276,7 @@ public final class YAMNet: @unchecked Sendable {
         batchPing = FloatBuffer(count: self.maxBatch * max(largestLate, finalShape.count))
         batchPong = FloatBuffer(count: self.maxBatch * max(largestLate, finalShape.count))
         scratch = FloatBuffer(count: scratchCount)
+        partScratch = FloatBuffer(count: self.threads > 1 ? self.threads * scratchCount : 0)
         embeddingBuffer = FloatBuffer(count: self.maxBatch * embeddingSize)
         logitsBuffer = FloatBuffer(count: self.maxBatch * classCount)
         // Choose each matrix layer's kernel (timed on the ping/pong buffers, not yet in use).
@@ -269,12 +306,14 @@ public final class YAMNet: @unchecked Sendable {
                 break
             }
         }
+        if pool != nil { job = ForwardJob(self) }
     }
 
     /// A network on the same layers (packed weights and kernel choices shared, read-only) with
     /// its own workspace for batches of up to `maxBatch` patches: for another thread, or for
-    /// batched analysis. Outputs are bit-identical to `other`'s. Costs only the workspace.
-    public init(sharingWeightsOf other: YAMNet, maxBatch: Int) {
+    /// batched analysis. Outputs are bit-identical to `other`'s. Costs only the workspace (and,
+    /// for `threads` > 1, the worker threads).
+    public init(sharingWeightsOf other: YAMNet, maxBatch: Int, threads: Int = 1) {
         weights = other.weights
         kernelChoice = other.kernelChoice
         patchFrames = other.patchFrames; melBands = other.melBands
@@ -291,6 +330,23 @@ public final class YAMNet: @unchecked Sendable {
         scratch = FloatBuffer(count: other.scratch.count)
         embeddingBuffer = FloatBuffer(count: self.maxBatch * embeddingSize)
         logitsBuffer = FloatBuffer(count: self.maxBatch * classCount)
+        self.threads = max(1, threads)
+        pool = self.threads > 1 ? ComputePool(threads: self.threads) : nil
+        partScratch = FloatBuffer(count: self.threads > 1 ? self.threads * other.scratch.count : 0)
+        if pool != nil { job = ForwardJob(self) }
+    }
+
+    /// Layers (and the classifier) whose work the threads share, of all: the others run whole
+    /// on the calling thread (OpenBLAS kernels; see NeuralNet/ParallelLayers.swift).
+    public var splitLayers: (split: Int, of: Int) {
+        let split = ops.filter {
+            switch $0.op {
+            case .conv(let l): l.splits
+            case .depthwise: true
+            case .pointwise(let l): l.splits
+            }
+        }.count + (classifier.splits ? 1 : 0)
+        return (split, ops.count + 1)
     }
 
     /// Floats in one input patch (`patchFrames * melBands` = 6144).
@@ -323,7 +379,7 @@ public final class YAMNet: @unchecked Sendable {
         guard patch.count == patchCount, let input = patch.baseAddress else {
             throw NetworkError.wrongBufferSize(what: "YAMNet input patch", expected: patchCount, found: patch.count)
         }
-        run(input, count: 1, layerNanoseconds: nil)
+        dispatch(input, count: 1)
     }
 
     /// Runs `count` patches (1 ... `maxBatch`) stored one after the other in `patches`
@@ -336,7 +392,73 @@ public final class YAMNet: @unchecked Sendable {
         guard patches.count == count * patchCount, let input = patches.baseAddress else {
             throw NetworkError.wrongBufferSize(what: "YAMNet input batch", expected: count * patchCount, found: patches.count)
         }
-        run(input, count: count, layerNanoseconds: nil)
+        dispatch(input, count: count)
+    }
+
+    /// One thread: `run`; more: every part of `runPart` on the pool.
+    @inline(__always) private func dispatch(_ input: UnsafePointer<Float>, count n: Int) {
+        guard let pool, let job else { run(input, count: n, layerNanoseconds: nil); return }
+        pendingInput = input
+        pendingCount = n
+        pool.run(job)
+        pendingInput = nil
+    }
+
+    /// Part `part` of `parts` of `run(input, count: n)`: the same layers on the same buffers, each
+    /// layer's share (NeuralNet/ParallelLayers.swift), then a barrier so that the next layer
+    /// reads a complete map. Every part calls `pool.barrier()` the same number of times.
+    private func runPart(_ input: UnsafePointer<Float>, count n: Int, part: Int, of parts: Int) {
+        guard let pool else { return }
+        let myScratch = partScratch.pointer + part * scratch.count
+        @inline(__always) func apply(_ op: Op, _ x: UnsafePointer<Float>, _ inShape: FeatureShape, _ y: UnsafeMutablePointer<Float>) {
+            switch op {
+            case .conv(let l):
+                // Unsplit im2col layers run on part 0 with the shared scratch, as in `run`.
+                l.forward(x, inShape, into: y, scratch: l.splits ? myScratch : scratch.pointer, part: part, of: parts)
+            case .depthwise(let l): l.forward(x, inShape, into: y, part: part, of: parts)
+            case .pointwise(let l): l.forward(x, inShape, into: y, part: part, of: parts)
+            }
+        }
+        let lateIn = batchFrom < ops.count ? ops[batchFrom].input.count : finalShape.count
+        for p in 0..<n {
+            var x = input + p * patchCount           // [96, 64, 1], then [H, W, C]
+            var outIsPing = true
+            for i in 0..<batchFrom {
+                let (op, inShape, _) = ops[i]
+                let y = i == batchFrom - 1 ? batchPing.pointer + p * lateIn : (outIsPing ? ping.pointer : pong.pointer)
+                apply(op, x, inShape, y)
+                pool.barrier()
+                x = UnsafePointer(y)
+                outIsPing.toggle()
+            }
+            if batchFrom == 0 {
+                if part == 0 { batchPing.pointer.update(from: x, count: patchCount) }
+                pool.barrier()
+            }
+        }
+        // Batched layers on [n, H, W, C], as in `run`.
+        var x = UnsafePointer(batchPing.pointer)
+        var outIsPong = true
+        for i in batchFrom..<ops.count {
+            let (op, inShape, outShape) = ops[i]
+            let y = outIsPong ? batchPong.pointer : batchPing.pointer
+            if case .pointwise(let l) = op, l.kernel != .openblas {
+                l.forward(x, FeatureShape(height: n * inShape.height, width: inShape.width, channels: inShape.channels), into: y,
+                          part: part, of: parts)
+            } else {
+                for p in 0..<n { apply(op, x + p * inShape.count, inShape, y + p * outShape.count) }
+            }
+            pool.barrier()
+            x = UnsafePointer(y)
+            outIsPong.toggle()
+        }
+        // x: [n, 3, 2, 1024] -> embeddings [n, 1024] (channels split) -> logits [n, 521] (columns split)
+        for p in 0..<n {
+            globalAveragePool(x + p * finalShape.count, finalShape, into: embeddingBuffer.pointer + p * embeddingSize,
+                              part: part, of: parts)
+        }
+        pool.barrier()
+        classifier.forward(embeddingBuffer.pointer, rows: n, into: logitsBuffer.pointer, part: part, of: parts)
     }
 
     @inline(__always) private func apply(_ op: Op, _ x: UnsafePointer<Float>, _ inShape: FeatureShape,
