@@ -416,7 +416,7 @@ public final class YAMNet: @unchecked Sendable {
                 // Unsplit im2col layers run on part 0 with the shared scratch, as in `run`.
                 l.forward(x, inShape, into: y, scratch: l.splits ? myScratch : scratch.pointer, part: part, of: parts)
             case .depthwise(let l): l.forward(x, inShape, into: y, part: part, of: parts)
-            case .pointwise(let l): l.forward(x, inShape, into: y, part: part, of: parts)
+            case .pointwise(let l): l.forward(x, inShape, into: y, part: part, of: parts, pool: pool)
             }
         }
         let lateIn = batchFrom < ops.count ? ops[batchFrom].input.count : finalShape.count

@@ -118,12 +118,16 @@ public final class ComputePool: @unchecked Sendable {
     /// Threads a job runs on, the caller included.
     public let threads: Int
     let state: ComputePoolState
+    /// One pair of counts per part for `sum` ([threads, 2]).
+    private let slots: UnsafeMutablePointer<Int>
 
     /// Starts `threads - 1` worker threads (`threads` at least 1; 1 starts none and `run` simply
     /// calls the job).
     public init(threads: Int) {
         self.threads = max(1, threads)
         state = ComputePoolState(threads: self.threads)
+        slots = .allocate(capacity: 2 * self.threads)
+        slots.initialize(repeating: 0, count: 2 * self.threads)
         for part in 1..<self.threads {
             let state = self.state
             let thread = Thread { state.workerLoop(part: part) }
@@ -133,6 +137,7 @@ public final class ComputePool: @unchecked Sendable {
     }
 
     deinit {
+        defer { slots.deallocate() }
         guard threads > 1 else { return }
         // Workers are idle at the start barrier: release them with the stop flag set.
         state.stop.store(true, ordering: .releasing)
@@ -151,6 +156,28 @@ public final class ComputePool: @unchecked Sendable {
     /// Waits until every part of the running job has reached this barrier.
     @inline(__always) public func barrier() {
         if threads > 1 { state.barrier() }
+    }
+
+    /// The sums over all parts of (a, b), for part `part` of a running job; a barrier (every part
+    /// calls it, the same number of times). The slots are next written after the layer's own
+    /// barrier, when every part has read them.
+    public func sum(_ a: Int, _ b: Int, part: Int) -> (Int, Int) {
+        guard threads > 1 else { return (a, b) }
+        slots[2 * part] = a
+        slots[2 * part + 1] = b
+        state.barrier()
+        var s = (0, 0)
+        for p in 0..<threads { s.0 += slots[2 * p]; s.1 += slots[2 * p + 1] }
+        return s
+    }
+
+    /// The share `part` of `count` items split in `parts` contiguous ranges whose inner bounds
+    /// are multiples of `align` (nearly equal for counts much larger than `align`; a non-empty
+    /// share starts at a multiple of `align`).
+    @inline(__always) public static func share(_ count: Int, part: Int, of parts: Int, align: Int) -> Range<Int> {
+        let lo = part == 0 ? 0 : min(count, (count * part / parts + align / 2) / align * align)
+        let hi = part == parts - 1 ? count : min(count, (count * (part + 1) / parts + align / 2) / align * align)
+        return lo..<max(lo, hi)
     }
 
     /// The share `part` of `count` items split in `parts` nearly equal contiguous ranges.

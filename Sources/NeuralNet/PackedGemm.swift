@@ -93,6 +93,16 @@ public final class PackedMatrix: @unchecked Sendable {  // immutable after init
                            relu: activation == .relu, into: y, panelRange: panelRange)
     }
 
+    /// Rows `rowRange` of `multiplyAVX512(x, rows: m, ...)` (a share for one thread; see
+    /// `AVX512Kernels.gemm(...rowRange:combine:)` for the alignment and `combine`).
+    public func multiplyAVX512(_ x: UnsafePointer<Float>, rows m: Int, bias: UnsafePointer<Float>, activation: Activation,
+                               into y: UnsafeMutablePointer<Float>, rowRange: Range<Int>,
+                               combine: (_ set: Int, _ blocks: Int) -> (set: Int, blocks: Int)) {
+        precondition(panelWidth == 32 && NeuralNetRuntime.hasAVX512, "PackedMatrix.multiplyAVX512 needs 32-column panels and AVX-512")
+        AVX512Kernels.gemm(x, rows: m, depth: rows, packed: storage.pointer, columns: columns, bias: bias,
+                           relu: activation == .relu, into: y, rowRange: rowRange, combine: combine)
+    }
+
     /// Number of column panels (`panelWidth` columns each, the last zero-padded).
     public var panelCount: Int { panels }
 

@@ -15,6 +15,30 @@ extension PointwiseConv2D {
     /// Whether `forward(_:_:into:part:of:)` splits the work (false: part 0 does it all).
     public var splits: Bool { packed != nil }
 
+    /// Maps of at least this many positions are split by rows (pixels) with the AVX-512 kernel
+    /// when the caller passes a `pool`: each part then reads only the pixels its part of the
+    /// previous (depthwise) layer wrote, instead of half of them from the other core's cache.
+    /// Smaller maps (weight-bound) are split by output columns.
+    public static let rowSplitPositions = 96
+
+    /// Share `part` of `parts` of `forward(x, xs, into: y)`, inside a job running on `pool`:
+    /// rows `share(H * W, part, parts, align: 8)` for large maps on the AVX-512 kernel (its
+    /// zero-skip decision summed across parts with `pool.sum`, a barrier), else as
+    /// `forward(_:_:into:part:of:)`.
+    public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>,
+                        part: Int, of parts: Int, pool: ComputePool) {
+        let m = xs.height * xs.width
+        guard kernel == .avx512, let packed, m >= Self.rowSplitPositions, parts > 1 else {
+            forward(x, xs, into: y, part: part, of: parts)
+            return
+        }
+        let rows = ComputePool.share(m, part: part, of: parts, align: 8)
+        packed.multiplyAVX512(x, rows: m, bias: bias.pointer, activation: activation, into: y, rowRange: rows) {
+            let s = pool.sum($0, $1, part: part)
+            return (s.0, s.1)
+        }
+    }
+
     /// Share `part` of `parts` of `forward(x, xs, into: y)`: the columns of panels
     /// `share(panels, part, parts)` (all of y for part 0 of an unsplit OpenBLAS layer).
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>,
@@ -57,7 +81,8 @@ extension DepthwiseConv2D {
     public func forward(_ x: UnsafePointer<Float>, _ xs: FeatureShape, into y: UnsafeMutablePointer<Float>,
                         part: Int, of parts: Int) {
         let o = outputShape(xs)
-        let pixels = ComputePool.share(o.height * o.width, part: part, of: parts)
+        // Aligned like the row split of the next 1x1 layer (PointwiseConv2D.forward(...pool:)).
+        let pixels = ComputePool.share(o.height * o.width, part: part, of: parts, align: 8)
         guard !pixels.isEmpty else { return }
         if vectorized {
             AVX512Kernels.depthwise(x, height: xs.height, width: xs.width, channels: channels, weight: weight.pointer,
@@ -103,7 +128,7 @@ extension Conv2D {
             return
         }
         let o = outputShape(xs)
-        let pixels = ComputePool.share(o.height * o.width, part: part, of: parts)
+        let pixels = ComputePool.share(o.height * o.width, part: part, of: parts, align: 8)
         guard !pixels.isEmpty else { return }
         AVX512Kernels.convolution(x, height: xs.height, width: xs.width, inChannels: inChannels, weight: weight.pointer,
                                   bias: bias.pointer, outChannels: outChannels, kernel: kernelH, kernelW,

@@ -56,7 +56,14 @@ public enum AVX512Kernels {
             }
             if done { return }
         }
-        for j in panelsHere {
+        denseGemm(x, m, k, w, n, bias, relu, y, panelsHere)
+    }
+
+    /// `gemm` without zero skipping (the plain 12/6/1-row loop) over panels `panelRange`.
+    static func denseGemm(_ x: UnsafePointer<Float>, _ m: Int, _ k: Int, _ w: UnsafePointer<Float>, _ n: Int,
+                          _ bias: UnsafePointer<Float>, _ relu: Bool, _ y: UnsafeMutablePointer<Float>,
+                          _ panelRange: Range<Int>) {
+        for j in panelRange {
             let panel = UnsafeRawPointer(w + j * k * 32)
             let col = 32 * j
             let width = min(32, n - col)
@@ -85,6 +92,38 @@ public enum AVX512Kernels {
                 r0 += 1
             }
         }
+    }
+
+    /// Rows `rowRange` of `gemm(x, rows: m, ...)`, for a product split by rows across threads:
+    /// each part reads only its rows of x (which the previous layer's part for the same pixels
+    /// wrote: no traffic between cores). `rowRange` starts at a multiple of 8 and ends at one or at
+    /// m, so its zero-skip row blocks are exactly the whole product's; `combine` (called once by
+    /// every part, with the same barrier) turns this part's (inputs set, blocks) into the sums
+    /// over all parts, so every part takes the same masked-or-plain decision as the whole product.
+    /// Bit-identical to the rows of the whole `gemm`.
+    public static func gemm(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int,
+                            packed w: UnsafePointer<Float>, columns n: Int,
+                            bias: UnsafePointer<Float>, relu: Bool, into y: UnsafeMutablePointer<Float>,
+                            rowRange: Range<Int>, combine: (_ set: Int, _ blocks: Int) -> (set: Int, blocks: Int)) {
+        precondition(rowRange.isEmpty || (rowRange.lowerBound % 8 == 0 && (rowRange.upperBound % 8 == 0 || rowRange.upperBound == m)),
+                     "AVX512Kernels.gemm: row range \(rowRange) of \(m) not aligned to the 8-row blocks")
+        let (r0, rows) = (rowRange.lowerBound, rowRange.count)
+        let xp = x + r0 * k, yp = y + r0 * n
+        if skipZeros && k <= maskBits && (m / 8 + 6) * ((k + 63) / 64) <= maskWords {
+            var masks = MaskStore()
+            var done = false
+            withUnsafeMutableBytes(of: &masks) { (raw: UnsafeMutableRawBufferPointer) in
+                let mp = raw.baseAddress!.assumingMemoryBound(to: UInt64.self)
+                let mine = rows > 0 ? buildMaskCounts(xp, rows: rows, depth: k, into: mp) : (0, 0)
+                let all = combine(mine.0, mine.1)
+                if skipPays(set: all.set, blocks: all.blocks, depth: k) {
+                    if rows > 0 { sparseGemm(xp, rows, k, w, n, bias, relu, yp, UnsafePointer(mp), 0..<((n + 31) / 32)) }
+                    done = true
+                }
+            }
+            if done { return }
+        }
+        if rows > 0 { denseGemm(xp, rows, k, w, n, bias, relu, yp, 0..<((n + 31) / 32)) }
     }
 
     // Zero skipping. After a ReLU, whole input channels are often zero over a small map (YAMNet,
@@ -129,6 +168,16 @@ public enum AVX512Kernels {
     /// 12-row loop per input; measured with AVGAS_NO_ZERO_SKIP on YAMNet). Vectorised: the
     /// block's rows are OR-ed 16 inputs at a time, then each group folded into 16 bits.
     static func buildMasks(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int, into masks: UnsafeMutablePointer<UInt64>) -> Bool {
+        let (set, blocks) = buildMaskCounts(x, rows: m, depth: k, into: masks)
+        return skipPays(set: set, blocks: blocks, depth: k)
+    }
+
+    /// Whether the masked product pays for `set` inputs set over `blocks` row-block masks of `k` bits.
+    @inline(__always) static func skipPays(set: Int, blocks: Int, depth k: Int) -> Bool { set * 20 <= 13 * k * blocks }
+
+    /// `buildMasks` without the decision: (inputs set over all blocks, blocks).
+    static func buildMaskCounts(_ x: UnsafePointer<Float>, rows m: Int, depth k: Int,
+                                into masks: UnsafeMutablePointer<UInt64>) -> (set: Int, blocks: Int) {
         var block = 0, set = 0
         let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         let magnitude = SIMD16<UInt32>(repeating: 0x7fff_ffff)
@@ -173,7 +222,7 @@ public enum AVX512Kernels {
                 block += 1
             }
         }
-        return set * 20 <= 13 * k * block
+        return (set, block)
     }
 
     /// Scratch for `buildMasks`: 64 vectors of 16 OR-ed inputs (4 KB, on the stack).

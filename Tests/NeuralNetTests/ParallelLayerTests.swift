@@ -131,6 +131,55 @@ final class ParallelLayerTests: XCTestCase {
         XCTAssertEqual(bits(y), bits(whole), "global average pool")
     }
 
+    /// The row split of large 1x1 layers (AVX-512, inside a pool: the zero-skip decision is summed
+    /// across parts): bit-identical to the whole layer, with and without zero inputs, for row
+    /// counts that are and are not multiples of 8.
+    final class PointwiseJob: ComputePoolJob, @unchecked Sendable {  // buffers written by disjoint row shares
+        unowned(unsafe) var pool: ComputePool!
+        let layer: PointwiseConv2D
+        let x: [Float]
+        let s: FeatureShape
+        let y: UnsafeMutablePointer<Float>
+        init(layer: PointwiseConv2D, x: [Float], s: FeatureShape) {
+            self.layer = layer; self.x = x; self.s = s
+            y = .allocate(capacity: s.height * s.width * layer.outChannels)
+            y.initialize(repeating: .nan, count: s.height * s.width * layer.outChannels)
+        }
+        deinit { y.deallocate() }
+        func run(part: Int, of parts: Int) {
+            x.withUnsafeBufferPointer { layer.forward($0.baseAddress!, s, into: y, part: part, of: parts, pool: pool) }
+        }
+    }
+
+    func testPointwiseRowSplitInPoolIsBitIdentical() throws {
+        try XCTSkipUnless(NeuralNetRuntime.hasAVX512, "no AVX-512 on this CPU")
+        let t = try tensors([("w", [40, 70]), ("b", [70])])
+        let layer = PointwiseConv2D(weight: t["w"]!, bias: t["b"]!, activation: .relu, kernel: .avx512)
+        for rows in [7, 96, 100, 150] {
+            for zeros in [false, true] {
+                let s = FeatureShape(height: rows, width: 1, channels: 40)
+                let x = values(rows * 40, seed: 21, zeros: zeros)
+                var whole = [Float](repeating: .nan, count: rows * 70)
+                layer.forward(x, s, into: &whole)
+                for threads in [2, 3] {
+                    let pool = ComputePool(threads: threads)
+                    let job = PointwiseJob(layer: layer, x: x, s: s)
+                    job.pool = pool
+                    pool.run(job)
+                    XCTAssertEqual(bits(Array(UnsafeBufferPointer(start: job.y, count: rows * 70))), bits(whole),
+                                   "rows \(rows) zeros \(zeros) threads \(threads)")
+                }
+            }
+        }
+        for count in [7, 96, 100, 1536] {
+            for parts in 2...3 {
+                let r = (0..<parts).map { ComputePool.share(count, part: $0, of: parts, align: 8) }
+                XCTAssertEqual(r.first?.lowerBound, 0); XCTAssertEqual(r.last?.upperBound, count)
+                for i in 1..<parts { XCTAssertEqual(r[i - 1].upperBound, r[i].lowerBound); XCTAssertTrue(r[i].lowerBound % 8 == 0 || r[i].isEmpty) }
+            }
+        }
+    }
+
     /// A job whose parts each add to a shared step counter, with a barrier between steps: after
     /// every barrier all parts see every part's additions of the previous step.
     final class CountingJob: ComputePoolJob, @unchecked Sendable {  // counters are atomics
