@@ -91,17 +91,25 @@ struct BackboneBench: ParsableCommand {
         }
 
         var swift: [Timing] = []
+        var paths: [String] = []
         for t in threads {
-            NeuralNetRuntime.setThreads(t)
+            // t > 1: the intra-op split (a network sharing the weights, with a pool of t - 1
+            // workers; OpenBLAS stays at 1 thread, its layers run whole on the calling thread).
+            let tnet = t == 1 ? net : YAMNet(sharingWeightsOf: net, maxBatch: 1, threads: t)
+            NeuralNetRuntime.setThreads(1)
+            let (split, of) = tnet.splitLayers
+            paths.append(t == 1 ? "threads 1: one thread (OpenBLAS 1 thread)"
+                         : "threads \(t): intra-op split over \(t) threads (ComputePool, \(t - 1) worker; \(split) of \(of) layers split, "
+                           + "a barrier per layer; OpenBLAS 1 thread)")
             var samples = [Double]()
             samples.reserveCapacity(iterations)
             var cpu0 = timespec(), cpu1 = timespec()
             try patch.withUnsafeBufferPointer { p in
-                for _ in 0..<warmup { try net.forward(patch: p) }
+                for _ in 0..<warmup { try tnet.forward(patch: p) }
                 clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0)
                 for _ in 0..<iterations {
                     let t0 = DispatchTime.now().uptimeNanoseconds
-                    try net.forward(patch: p)
+                    try tnet.forward(patch: p)
                     samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
                 }
                 clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1)
@@ -123,6 +131,7 @@ struct BackboneBench: ParsableCommand {
 
         print("YAMNet backbone, milliseconds per 0.96 s patch (median of \(iterations) runs after \(warmup) warm-up)")
         print("OpenBLAS core: \(NeuralNetRuntime.coreName); onnxruntime: \(ort?.onnxruntime ?? "not measured")")
+        for line in paths { print("swift path, \(line)") }
         print("threads | swift median (mean, min)   | onnxruntime median (mean, min) | ratio median | ratio min")
         for s in swift {
             let swiftCol = String(format: "%6.3f (%6.3f, %6.3f)", s.median, s.mean, s.min)
