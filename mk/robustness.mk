@@ -54,7 +54,7 @@ fuzz: fuzz-build
 	done; echo "fuzz: no crashes"
 
 # Sanitizer builds use their own scratch paths so they never disturb the normal build.
-SAN_FILTER := AudioInputTests|PipelineTests
+SAN_FILTER := AudioInputTests|PipelineTests|ParallelLayerTests|YAMNetThreadsTests
 sanitize: sanitize-thread sanitize-address
 
 # Besides the unit tests, the instrumented binary itself runs a paced file with frames (file
