@@ -375,7 +375,7 @@ public final class Runner {
         let failure = Mutex<AvgasError?>(nil)
         let running = Atomic<Bool>(true)
         nonisolated(unsafe) let analyzer = self.analyzer
-        nonisolated(unsafe) let ring = self.ring
+        let ring = self.ring
         let source = self.source
         let duration = config.duration
         let maxBacklog = pipelineSampleRate  // more than 1 s behind: skip ahead

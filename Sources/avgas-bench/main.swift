@@ -105,7 +105,7 @@ struct AllBench: ParsableCommand {
         f.python = python
         try f.run()
         print("")
-        var b = try BackboneBench.parse(["--python", python])
+        let b = try BackboneBench.parse(["--python", python])
         try b.run()
         print("")
         try ListeningBench.parse([]).run()
