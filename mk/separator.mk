@@ -38,3 +38,15 @@ train-separator: visual-embeddings separator-features
 
 eval-separator: $(SEP_FEAT)/audio_val_clips.npz | pyenv-torch
 	$(VPY) -m training.avgas.evaluate --data data --threads $(SEP_THREADS)
+
+# Learned presence head (listening, issue 3; the default `--presence head`): training windows from
+# the TRAIN recordings of the frozen split (training/avgas/presence_split.json), early stopping and
+# choices on VAL, export to Assets/models/presence.safetensors with a Swift parity fixture.
+# `python -m training.avgas.presence study` re-runs the variant comparison of
+# training/reports/listening.md; `... presence final` the one test evaluation.
+.PHONY: train-presence
+train-presence: | pyenv-torch yamnet-float-onnx
+	$(VPY) -m training.avgas.presence_data windows --split train --scenes 8000
+	$(VPY) -m training.avgas.presence_data windows --split val --scenes 1000 --seed 1
+	$(VPY) -m training.avgas.presence_data clips --split val
+	$(VPY) -m training.avgas.presence export
