@@ -62,7 +62,7 @@ final class FileSourceTests: XCTestCase {
             XCTAssertEqual($0 as? AudioInputError, .fileIsDirectory(dir.path))
         }
         let empty = dir.appendingPathComponent("empty.wav")
-        FileManager.default.createFile(atPath: empty.path, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty.path, contents: Data()), "could not create a test fixture file")
         XCTAssertThrowsError(try FileSource(path: empty.path)) {
             XCTAssertEqual($0 as? AudioInputError, .fileEmpty(empty.path))
         }

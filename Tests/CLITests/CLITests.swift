@@ -26,11 +26,11 @@ final class CLITests: XCTestCase {
         let dir = TestPaths.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let empty = dir.appendingPathComponent("empty.wav").path
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()), "could not create a test fixture file")
         let text = dir.appendingPathComponent("notes.wav").path
         try "not audio at all\n".write(toFile: text, atomically: true, encoding: .utf8)
         let aFile = dir.appendingPathComponent("plain").path
-        FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8))
+        XCTAssertTrue(FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8)), "could not create a test fixture file")
         let cases: [(args: [String], status: Int32, says: String)] = [
             (["--headless"], 69, "no sound card"),
             (["--headless", "--device", "nosuch"], 69, "unknown capture device 'nosuch'"),

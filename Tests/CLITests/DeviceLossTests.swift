@@ -15,7 +15,7 @@ final class DeviceLossTests: XCTestCase {
         let home = device.home
         let events = home.appendingPathComponent("e.jsonl").path
         let errFile = home.appendingPathComponent("stderr.txt")
-        FileManager.default.createFile(atPath: errFile.path, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: errFile.path, contents: nil), "could not create a test fixture file")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
         p.arguments = ["--device", "unplugcap", "--headless", "--no-images", "--events", events]

@@ -68,10 +68,10 @@ final class SafeTensorsTests: XCTestCase {
 
     func testTruncatedFiles() throws {
         let zero = dir.appendingPathComponent("zero").path
-        FileManager.default.createFile(atPath: zero, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: zero, contents: Data()), "could not create a test fixture file")
         expect(zero) { if case .truncated = $0 { true } else { false } }
         let five = dir.appendingPathComponent("five").path
-        FileManager.default.createFile(atPath: five, contents: Data([1, 2, 3, 4, 5]))
+        XCTAssertTrue(FileManager.default.createFile(atPath: five, contents: Data([1, 2, 3, 4, 5])), "could not create a test fixture file")
         expect(five) { if case .truncated = $0 { true } else { false } }
         expect(try write("long", header: "{}", length: 1000)) { if case .truncated = $0 { true } else { false } }
         expect(try write("huge", header: "{}", length: UInt64.max)) { if case .truncated = $0 { true } else { false } }
