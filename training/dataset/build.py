@@ -92,6 +92,7 @@ class ImageSrc:
     data: Optional[bytes] = None
     image: object = None  # PIL image (emoji)
     group: str = ""       # images.tsv 4th column: near-duplicates of one original share it
+    pool: str = ""        # images.tsv 5th column: split pool ("" = the first pool)
 
 
 # ------------------------------------------------------------------ tables
@@ -166,6 +167,8 @@ class Packages:
             if outer not in self._zip:
                 self._zip[outer] = zipfile.ZipFile(root / outer)
             return self._zip[outer].read(inner)
+        if outer.endswith((".ttf", ".otf")):
+            return font_glyph_svg(root / outer, inner)
         raise ValueError(f"unknown container in {path}")
 
     def cat_name(self, pkg: str, path: str) -> str:
@@ -325,6 +328,38 @@ def process_audio(x: np.ndarray) -> List[np.ndarray]:
     return out
 
 
+def font_glyph_svg(font_path: Path, entry: str) -> bytes:
+    """One glyph of a font as SVG: `entry` is "U+XXXX". A COLR (v0) colour glyph is drawn layer by
+    layer in palette 0 (Twemoji in TwemojiMozilla.ttf); any other glyph is drawn black. The outlines
+    are taken from the font with fontTools, so the picture does not depend on FreeType's colour support."""
+    from fontTools.pens.svgPathPen import SVGPathPen
+    from fontTools.ttLib import TTFont
+    m = re.fullmatch(r"U\+([0-9A-Fa-f]{4,6})", entry)
+    if m is None:
+        raise ValueError(f"font entry must be U+XXXX, got {entry!r}")
+    font = TTFont(str(font_path), lazy=True)
+    name = font.getBestCmap().get(int(m.group(1), 16))
+    if name is None:
+        raise ValueError(f"{font_path.name} has no glyph for {entry}")
+    gs = font.getGlyphSet()
+    layers = [(name, "#000000", 1.0)]
+    if "COLR" in font and name in font["COLR"].ColorLayers:
+        pal = font["CPAL"].palettes[0]
+        layers = []
+        for lay in font["COLR"].ColorLayers[name]:
+            c = pal[lay.colorID]
+            layers.append((lay.name, f"#{c.red:02x}{c.green:02x}{c.blue:02x}", c.alpha / 255))
+    paths = []
+    for gname, fill, alpha in layers:
+        pen = SVGPathPen(gs)
+        gs[gname].draw(pen)
+        paths.append(f'<path d="{pen.getCommands()}" fill="{fill}" fill-opacity="{alpha:.4f}"/>')
+    asc, desc = font["hhea"].ascent, font["hhea"].descent
+    adv = font["hmtx"][name][0]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 {-asc} {adv} {asc - desc}" '
+            f'width="{adv}" height="{asc - desc}"><g transform="scale(1,-1)">{"".join(paths)}</g></svg>').encode()
+
+
 def svg_to_png(data: bytes, size: int = 256) -> bytes:
     r = subprocess.run(["rsvg-convert", "-w", str(size), "-h", str(size), "--keep-aspect-ratio"],
                        input=data, capture_output=True)
@@ -351,7 +386,7 @@ def square_image(im, size: int = IMG, bg=BG):
 
 def decode_image(data: bytes, path: str):
     from PIL import Image
-    if path.endswith((".svg", ".svgz")):
+    if path.endswith((".svg", ".svgz")) or data[:5] == b"<svg ":
         data = svg_to_png(data)
     im = Image.open(io.BytesIO(data))
     im.load()
@@ -416,15 +451,33 @@ def render_symbola(font_path: Path):
 
 # ------------------------------------------------------------------ splits
 
-def assign_splits(rows: List[dict], seed: int = SEED) -> None:
-    """Split by split_group within each (kind, class): 1 group -> train, 2 -> train/test,
-    >= 3 -> at least one val and one test, about 70/15/15. A group is never in two splits.
-    Synthetic groups (espeak-ng) are split among themselves, so adding or removing them never
-    moves a real recording to another split (an espeak-ng install once moved 11 real test
-    recordings of "people speaking" to val, after the listening test clips had been cut from them)."""
+def pool_key(r: dict):
+    return (r["kind"], r["class"], int(r.get("synthetic") or 0), r.get("pool") or "")
+
+
+def read_frozen_splits(p: Path) -> Dict[tuple, str]:
+    """tables/splits_frozen.tsv -> {(kind, class, synthetic, split_group): split}."""
+    return {(k, c, int(s), g): sp for k, c, s, g, sp in read_table(p)}
+
+
+def assign_splits(rows: List[dict], seed: int = SEED, frozen: Optional[Dict[tuple, str]] = None) -> int:
+    """Split by split_group within each (kind, class, synthetic, pool): 1 group -> train,
+    2 -> train/test, >= 3 -> at least one val and one test, about 70/15/15. A group is never in
+    two splits. Synthetic groups (espeak-ng) are split among themselves, so adding or removing
+    them never moves a real recording to another split (an espeak-ng install once moved 11 real
+    test recordings of "people speaking" to val, after the listening test clips had been cut from
+    them). Likewise images added later carry a pool (images.tsv 5th column) and are split among
+    themselves, so the first pool keeps its splits. `frozen` (tables/splits_frozen.tsv) pins the
+    groups it lists to their recorded split whatever else changed; returns how many it moved back
+    (0 when the pools did their job)."""
     groups = defaultdict(set)
+    pools = defaultdict(set)
     for r in rows:
-        groups[(r["kind"], r["class"], int(r.get("synthetic") or 0))].add(r["split_group"])
+        groups[pool_key(r)].add(r["split_group"])
+        pools[(r["kind"], r["class"], r["split_group"])].add(r.get("pool") or "")
+    mixed = [g for g, p in pools.items() if len(p) > 1]
+    if mixed:
+        raise ValueError(f"split groups in two pools (give every row of a group the same pool): {mixed[:3]}")
     which = {}
     for key, gs in groups.items():
         order = sorted(gs, key=lambda g: h(f"{seed}:{g}", 16))
@@ -438,8 +491,18 @@ def assign_splits(rows: List[dict], seed: int = SEED) -> None:
             n_val = max(1, int(round(0.15 * n)))
         for i, g in enumerate(order):
             which[(key, g)] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    pinned = set()
     for r in rows:
-        r["split"] = which[((r["kind"], r["class"], int(r.get("synthetic") or 0)), r["split_group"])]
+        key = pool_key(r)
+        r["split"] = which[(key, r["split_group"])]
+        fz = (frozen or {}).get((r["kind"], r["class"], key[2], r["split_group"]))
+        if fz is not None and fz != r["split"]:
+            pinned.add((r["kind"], r["class"], r["split_group"]))
+            r["split"] = fz
+    if pinned:
+        print(f"warning: {len(pinned)} split groups would have moved; kept in their frozen split "
+              f"(tables/splits_frozen.tsv): {sorted(pinned)[:5]}")
+    return len(pinned)
 
 
 # ------------------------------------------------------------------ main build
@@ -524,10 +587,10 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
                          "synthetic": int(s.synthetic), "duration_s": f"{len(c) / audio.SR:.3f}"})
 
     # ---- images
-    isrc: List[ImageSrc] = [ImageSrc(r[0], r[1], r[2], "", group=r[3] if len(r) > 3 else "")
-                            for r in irows]
+    isrc: List[ImageSrc] = [ImageSrc(r[0], r[1], r[2], "", group=r[3] if len(r) > 3 else "",
+                                     pool=r[4] if len(r) > 4 else "") for r in irows]
     for s in isrc:
-        s.license = sources.IMAGE_LICENSES.get(s.package, "")
+        s.license = sources.image_license(s.package, s.path)
         if s.package in ("gcompris-qt-data", "qabcs-data"):
             s.license = resolve_license(pk, s.package, s.path, "DEP5", lic_rules)
         if not s.license and fixtures is None:
@@ -565,9 +628,10 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
         orig = f"image-group:{slug(s.cls)}:{s.group}" if s.group else f"image:{digest}"
         rows.append({"id": iid, "kind": "image", "class": s.cls, "path": rel, "package": s.package,
                      "source_path": s.path, "license": s.license, "original_id": orig,
-                     "split_group": orig, "synthetic": 0, "duration_s": ""})
+                     "split_group": orig, "synthetic": 0, "duration_s": "", "pool": s.pool})
 
-    assign_splits(rows)
+    frozen_path = tables / "splits_frozen.tsv"
+    assign_splits(rows, frozen=read_frozen_splits(frozen_path) if frozen_path.exists() else None)
     rows.sort(key=lambda r: (r["kind"], r["class"], r["id"]))
     with open(out / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
@@ -633,8 +697,20 @@ FIXES = {
 
 IMAGE_FIX = ("more licensed pictures of this class: the Debian picture sources searched so far "
              "(openclipart-png/-svg, Tux Paint stamps and templates, GCompris, qabcs, Scratch, pysiogame "
-             "Art4Apps, 0 A.D. portraits, emoji fonts, Symbola) hold no further distinct one")
-IMAGE_FIXES: Dict[str, str] = {}
+             "Art4Apps, 0 A.D. portraits, Noto/EmojiOne/OpenMoji/Twemoji/EmojiOne-1 emoji, Symbola, Font Awesome "
+             "and Material Design Icons (mkdocs-material), icon themes (Papirus, Numix, Breeze, Mint-Y), JOSM, "
+             "Songwrite, setBfree, vmpk, foo-yc20, gearhead2, lmemory) hold no further distinct one")
+IMAGE_FIXES: Dict[str, str] = {
+    "playing electronic organ": IMAGE_FIX + " (no organ emoji exists; foo-yc20's and calf's organ GUIs are "
+                                "control panels, not pictures of an organ); photos or drawings of pipe, church "
+                                "or Hammond organs from a new source would fix it",
+    "playing harp": IMAGE_FIX + " (no harp emoji exists; Songwrite's lyre is not a harp)",
+    "playing cello": IMAGE_FIX + " (no cello emoji exists)",
+    "vacuum cleaner cleaning floors": IMAGE_FIX + " (two of the six are robot-vacuum icons; the Papirus/Numix "
+                                      "'vacuum' icons are the Vacuum-IM logo, not a vacuum cleaner)",
+    "crow cawing": IMAGE_FIX + " (the black-bird emoji U+1F426 U+200D U+2B1B is only in Noto here; "
+                   "Crow Translate's icons are feathers)",
+}
 
 
 def write_report(cov: dict, rows: List[dict], versions: dict, rd: Path) -> None:

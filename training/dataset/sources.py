@@ -102,7 +102,30 @@ IMAGE_LICENSES = {
     "setbfree": "GPL-2+ (setbfree debian/copyright)",
     "vmpk": "GPL-3+ (vmpk debian/copyright)",
     "fonts-symbola": "free for any use (Symbola font, George Douros; fonts-symbola debian/copyright)",
+    # second pool (images.tsv 5th column "2")
+    "openshot-qt": "CC-BY-SA-4.0 (OpenMoji, openshot-qt debian/copyright: src/emojis/*)",
+    "libjs-emojify": "Expat (libjs-emojify debian/copyright: Files: *; EmojiOne 1.x artwork shipped by emojify.js)",
+    "firefox-esr": ("CC-BY-4.0 (Twemoji, Copyright 2018 Twitter, Inc and other contributors; TwemojiMozilla.ttf, "
+                    "license in firefox-esr omni.ja chrome/toolkit/content/global/license.html#twemoji)"),
+    "josm": "public-domain (josm debian/copyright: resources/images/presets/*)",
+    "kstars-data": "GPL-2+ (kstars-data debian/copyright: Files: *)",
+    "songwrite": "GPL-3+ (songwrite debian/copyright: Files: *)",
 }
+# Packages whose images carry different licenses by folder: (package, path prefix) -> license.
+IMAGE_LICENSES_BY_PREFIX = {
+    ("mkdocs-material", "usr/share/mkdocs/themes/material/.icons/fontawesome/"):
+        "CC-BY-4.0 (Font Awesome Free icons; mkdocs-material debian/copyright: material/.icons/fontawesome/)",
+    ("mkdocs-material", "usr/share/mkdocs/themes/material/.icons/material/"):
+        "Apache-2.0 (Material Design Icons; mkdocs-material debian/copyright: material/.icons/material/)",
+}
+
+
+def image_license(package: str, path: str) -> str:
+    """License of an image of tables/images.tsv ("" when unknown)."""
+    for (pkg, prefix), lic in IMAGE_LICENSES_BY_PREFIX.items():
+        if pkg == package and path.startswith(prefix):
+            return lic
+    return IMAGE_LICENSES.get(package, "")
 
 # Licenses for the short codes used in tables/audio.tsv.
 LICENSE_NOTES = {

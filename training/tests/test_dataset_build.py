@@ -264,6 +264,88 @@ def test_synthetic_groups_never_move_real_ones():
     assert synth.count("test") >= 1 and synth.count("val") >= 1 and synth.count("train") >= 20
 
 
+def test_image_pool_is_split_among_itself_and_never_moves_the_first_pool():
+    first = [{"kind": "image", "class": "harp", "split_group": f"img{g}", "synthetic": 0} for g in range(7)]
+    build.assign_splits(first)
+    before = {r["split_group"]: r["split"] for r in first}
+    # 7 groups alone: 1 test, 1 val; 7 + 5 groups in one pool would be 2 test, 2 val (something moves)
+    rows = [dict(r) for r in first] + [{"kind": "image", "class": "harp", "split_group": f"new{g}",
+                                        "synthetic": 0, "pool": "2"} for g in range(5)]
+    assert build.assign_splits(rows) == 0
+    assert {r["split_group"]: r["split"] for r in rows if not r.get("pool")} == before
+    new = [r["split"] for r in rows if r.get("pool")]
+    assert new.count("test") == 1 and new.count("val") == 1 and new.count("train") == 3
+    # a group split over two pools is refused (its rows could otherwise land in two splits)
+    bad = [dict(r) for r in rows] + [{"kind": "image", "class": "harp", "split_group": "img0",
+                                      "synthetic": 0, "pool": "2"}]
+    with pytest.raises(ValueError, match="two pools"):
+        build.assign_splits(bad)
+
+
+def test_frozen_splits_pin_groups():
+    rows = [{"kind": "image", "class": "c", "split_group": f"g{g}", "synthetic": 0} for g in range(10)]
+    build.assign_splits(rows)
+    frozen = {("image", "c", 0, r["split_group"]): r["split"] for r in rows}
+    # three more groups in the same pool would move some of the ten; the frozen table keeps them
+    more = [dict(r) for r in rows] + [{"kind": "image", "class": "c", "split_group": f"x{g}", "synthetic": 0}
+                                      for g in range(3)]
+    moved = build.assign_splits(more, frozen=frozen)
+    assert {("image", "c", 0, r["split_group"]): r["split"] for r in more if r["split_group"].startswith("g")} == frozen
+    assert moved >= 0
+
+
+FROZEN = build.TABLES / "splits_frozen.tsv"
+FIRST_POOL_ROWS = 495   # images.tsv rows before the second pool (commit e932d58)
+FIRST_POOL_SHA1 = "6bd187df9de2869279253f7c9951028353517615"
+
+
+def test_split_algorithm_reproduces_the_frozen_splits():
+    """tables/splits_frozen.tsv is the split of every group (audio and image) of the dataset the
+    committed models and test clips were made from. The algorithm alone (no pinning) must still give
+    exactly those splits for those groups: new images go to a new pool, never into the first one."""
+    frozen = build.read_frozen_splits(FROZEN)
+    assert len(frozen) > 900
+    assert {k[0] for k in frozen} == {"audio", "image"}
+    rows = [{"kind": k, "class": c, "synthetic": s, "split_group": g} for (k, c, s, g) in frozen]
+    build.assign_splits(rows)
+    got = {(r["kind"], r["class"], r["synthetic"], r["split_group"]): r["split"] for r in rows}
+    assert got == frozen
+
+
+def test_images_table_pools():
+    """Rows of images.tsv without a 5th column are the first pool (all in the frozen splits' build);
+    rows added later carry a pool; a group never spans pools; new pools use known package licenses."""
+    from training.dataset import sources
+    rows = build.read_table(build.TABLES / "images.tsv")
+    pool_of_group = {}
+    for r in rows:
+        pool = r[4] if len(r) > 4 else ""
+        assert pool in ("", "2"), r
+        if len(r) > 3 and r[3]:
+            assert pool_of_group.setdefault((r[0], r[3]), pool) == pool, f"group {r[3]} spans pools"
+        if pool:
+            assert sources.image_license(r[1], r[2]), f"no license for {r[1]}:{r[2]}"
+    # the first pool is closed: its rows are exactly those the frozen splits were built from
+    first = sorted("\t".join(r[:4]) for r in rows if not (len(r) > 4 and r[4]))
+    assert len(first) == FIRST_POOL_ROWS
+    assert hashlib.sha1("\n".join(first).encode()).hexdigest() == FIRST_POOL_SHA1
+
+
+def test_real_manifest_keeps_the_frozen_splits():
+    m = ROOT / "data/manifest.csv"
+    if not m.exists():
+        pytest.skip("data/ not built here (make dataset)")
+    frozen = build.read_frozen_splits(FROZEN)
+    rows = read_manifest(ROOT / "data")
+    seen = set()
+    for r in rows:
+        k = (r["kind"], r["class"], int(r["synthetic"]), r["split_group"])
+        if k in frozen:
+            seen.add(k)
+            assert r["split"] == frozen[k], r
+    assert len(seen) == len(frozen), "groups of the frozen splits missing from data/manifest.csv"
+
+
 def test_make_mixture_levels_and_offsets():
     rng = np.random.default_rng(1)
     clips = [tone(300, 2.0, 16000, 1), tone(700, 6.0, 16000, 2), tone(1500, 0.5, 16000, 3)]
@@ -335,7 +417,7 @@ def test_reserved_packages_refused(tmp_path):
 
 def test_committed_tables_are_well_formed():
     names = {c["name"] for c in json.loads((ROOT / "Assets/classes.json").read_text())["classes"]}
-    for t, ncol in (("audio.tsv", (4,)), ("images.tsv", (3, 4))):
+    for t, ncol in (("audio.tsv", (4,)), ("images.tsv", (3, 4, 5))):
         rows = build.read_table(build.TABLES / t)
         assert rows
         seen = set()
