@@ -79,6 +79,7 @@ class AudioSrc:
     original_id: str = ""
     split_group: str = ""
     synthetic: bool = False
+    pool: str = ""                    # audio.tsv 5th column: split pool ("" = the first pool)
     data: Optional[bytes] = None      # raw file bytes (set when loaded)
     pcm: Optional[np.ndarray] = None  # already 16 kHz mono (renders)
 
@@ -467,7 +468,9 @@ def assign_splits(rows: List[dict], seed: int = SEED, frozen: Optional[Dict[tupl
     them never moves a real recording to another split (an espeak-ng install once moved 11 real
     test recordings of "people speaking" to val, after the listening test clips had been cut from
     them). Likewise images added later carry a pool (images.tsv 5th column) and are split among
-    themselves, so the first pool keeps its splits. `frozen` (tables/splits_frozen.tsv) pins the
+    themselves, so the first pool keeps its splits. A pool named "train..." goes to train whole:
+    recordings added after the evaluation sets were fixed (listening test clips, eval mixtures,
+    val clips the models were chosen on) only add training material. `frozen` (tables/splits_frozen.tsv) pins the
     groups it lists to their recorded split whatever else changed; returns how many it moved back
     (0 when the pools did their job)."""
     groups = defaultdict(set)
@@ -489,6 +492,8 @@ def assign_splits(rows: List[dict], seed: int = SEED, frozen: Optional[Dict[tupl
         else:
             n_test = max(1, int(round(0.15 * n)))
             n_val = max(1, int(round(0.15 * n)))
+        if key[3].startswith("train"):   # a training-only pool: extra material, fixed eval sets
+            n_val, n_test = 0, 0
         for i, g in enumerate(order):
             which[(key, g)] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
     pinned = set()
@@ -551,8 +556,10 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
 
     # ---- audio sources
     asrc: List[AudioSrc] = []
-    for cls, pkg, path, code in arows:
-        asrc.append(AudioSrc(cls, pkg, path, resolve_license(pk, pkg, path, code, lic_rules)))
+    for r in arows:
+        cls, pkg, path, code = r[:4]
+        asrc.append(AudioSrc(cls, pkg, path, resolve_license(pk, pkg, path, code, lic_rules),
+                             pool=r[4] if len(r) > 4 else ""))
     if use_desc:
         root = pk.roots["tuxpaint-stamps-default"]
         desc = sorted(p.relative_to(root).as_posix() for p in root.rglob("*_desc*.ogg"))
@@ -584,7 +591,8 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
             rows.append({"id": cid, "kind": "audio", "class": s.cls, "path": rel,
                          "package": s.package, "source_path": s.path, "license": s.license,
                          "original_id": s.original_id, "split_group": s.split_group,
-                         "synthetic": int(s.synthetic), "duration_s": f"{len(c) / audio.SR:.3f}"})
+                         "synthetic": int(s.synthetic), "duration_s": f"{len(c) / audio.SR:.3f}",
+                         "pool": s.pool})
 
     # ---- images
     isrc: List[ImageSrc] = [ImageSrc(r[0], r[1], r[2], "", group=r[3] if len(r) > 3 else "",

@@ -282,6 +282,24 @@ def test_image_pool_is_split_among_itself_and_never_moves_the_first_pool():
         build.assign_splits(bad)
 
 
+def test_training_only_pool_goes_to_train_and_moves_nothing():
+    first = [{"kind": "audio", "class": "phone", "split_group": f"r{g}", "synthetic": 0} for g in range(6)]
+    build.assign_splits(first)
+    before = {r["split_group"]: r["split"] for r in first}
+    assert sorted(before.values()).count("test") == 1
+    rows = [dict(r) for r in first] + [{"kind": "audio", "class": "phone", "split_group": f"n{g}",
+                                        "synthetic": 0, "pool": "train2"} for g in range(4)]
+    assert build.assign_splits(rows) == 0
+    assert {r["split_group"]: r["split"] for r in rows if not r.get("pool")} == before
+    assert [r["split"] for r in rows if r.get("pool")] == ["train"] * 4
+
+
+def test_audio_table_pools_are_known():
+    rows = build.read_table(build.TABLES / "audio.tsv")
+    assert all(len(r) in (4, 5) for r in rows)
+    assert {r[4] for r in rows if len(r) == 5} <= {"train2"}
+
+
 def test_frozen_splits_pin_groups():
     rows = [{"kind": "image", "class": "c", "split_group": f"g{g}", "synthetic": 0} for g in range(10)]
     build.assign_splits(rows)
