@@ -1,0 +1,78 @@
+"""Smoke test of the image judge (issue 5): the v3 head fitter on separable generated features,
+and a v3 judge file -> load_judge -> judge_scores (frozen encoder, test-time views, two heads)
+with sigmoid(head(features)) == scores, the interface training/generator/evaluate.py uses."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from training.avgas import judge as J  # noqa: E402
+from training.avgas.judge_features import layer_slices, view  # noqa: E402
+
+
+def test_views_shapes():
+    x = np.random.default_rng(0).integers(0, 255, (2, 128, 128, 3), dtype=np.uint8)
+    assert (view(x, "flip") == x[:, :, ::-1]).all()
+    assert view(x, "c85").shape == (2, 109, 109, 3)
+    assert (view(x, "c85f") == view(x, "c85")[:, :, ::-1]).all()
+    p = view(x, "p115")
+    assert p.shape == (2, 147, 147, 3) and (p[:, 0] == 200).all()
+
+
+@pytest.mark.parametrize("kind", ["softmax", "bce", "softmax+ncm"])
+def test_fit_member_separable(kind):
+    g = np.random.default_rng(0)
+    C, n = 46, 5
+    layers = ["s7", "head"]
+    d = 320 + 1280
+    cent = g.standard_normal((C, d)).astype(np.float32) * 3
+    y = np.repeat(np.arange(C), n)
+    views = [cent[y] + g.standard_normal((len(y), d)).astype(np.float32) for _ in range(2)]
+    m = {"arch": "lite0", "layers": layers, "blockl2": True, "tta": "prob",
+         "head": {"kind": kind, "wd": 1e-3, "tau": 0.05, "iters": 30}}
+    t = J.fit_member(m, views, y, C)
+    yv = np.arange(C)
+    xv = [cent[yv] + g.standard_normal((C, d)).astype(np.float32) for _ in range(2)]
+    p = J.member_probs(t, m, xv)
+    assert p.shape == (C, C) and np.isfinite(p).all()
+    assert (p.argmax(1) == yv).mean() > 0.9
+
+
+def test_v3_file_roundtrip(tmp_path):
+    import safetensors_io
+    from training.avgas.visual import class_names
+    names = class_names()
+    C = len(names)
+    g = np.random.default_rng(1)
+    members = [{"arch": "lite0", "norm": "imagenet", "layers": ["s7", "head"], "blockl2": True,
+                "views": ["id", "c85"], "tta": "prob", "head": {"kind": "softmax+ncm", "wd": 1e-3, "tau": 0.05}},
+               {"arch": "lite0", "norm": "imagenet", "layers": ["head"], "blockl2": False,
+                "views": ["id", "flip"], "tta": "feature", "head": {"kind": "softmax", "wd": 1e-3}}]
+    tensors = {}
+    for i, m in enumerate(members):
+        d = sum(layer_slices("lite0")[n].stop - layer_slices("lite0")[n].start for n in m["layers"])
+        tensors.update({f"m{i}.feat_mean": g.standard_normal(d).astype(np.float32),
+                        f"m{i}.feat_std": np.ones(d, np.float32),
+                        f"m{i}.out.weight": g.standard_normal((C, d)).astype(np.float32) * 0.01,
+                        f"m{i}.out.bias": np.zeros(C, np.float32)})
+    p = g.standard_normal((C, 320 + 1280)).astype(np.float32)
+    tensors["m0.protos"] = p / np.linalg.norm(p, axis=1, keepdims=True)
+    path = tmp_path / "judge.safetensors"
+    safetensors_io.save(path, tensors, {"format": "avgas-judge-v3", "classes": json.dumps(names),
+                                        "members": json.dumps(members)})
+    j = J.load_judge(path)
+    imgs = g.integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)
+    s = J.judge_scores(imgs, judge=j)
+    assert s.shape == (2, C) and np.isfinite(s).all() and (s > 0).all() and (s < 1).all()
+    f = j.features(imgs)
+    assert f.shape == (2, 2 * (320 + 1280) + 2 * 1280)
+    np.testing.assert_allclose(1 / (1 + np.exp(-j.head(f))), s, rtol=1e-4, atol=1e-6)
+    # probabilities of the mean of two softmax members sum to 1
+    np.testing.assert_allclose(s.sum(1), 1, atol=1e-4)
