@@ -256,8 +256,8 @@ VIEW_SETS = {"id+flip": ["id", "flip"], "+c85": ["id", "flip", "c85", "c85f"],
 def describe(m: dict) -> str:
     h = m["head"]
     hd = h["kind"] + (f" wd={h['wd']:g}" if h["kind"] != "ncm" else "") + (f" tau={h['tau']:g}" if "ncm" in h["kind"] else "")
-    return (f"{m['arch']} | {m['layer_set']}{' blockL2' if m['blockl2'] else ''} | {m['view_set']} ({m['tta']}) | "
-            f"{m['train']} + {m['naug']} aug | {hd}")
+    return (f"{m['arch']}; {m['layer_set']}{' blockL2' if m['blockl2'] else ''}; {m['view_set']} ({m['tta']}); "
+            f"{m['train']} + {m['naug']} aug; {hd}")
 
 
 def main(argv=None):
@@ -357,7 +357,7 @@ def main(argv=None):
     Xba = np.concatenate([Xb[tr]] + [x[:, hc] for x in A["lite0"][:4]])
     tb = train_head(Xba, np.tile(y[tr], 5), C, hidden=0, wd=1e-3)
     base_val = float((_head_np(tb, Xb[va]).argmax(1) == y[va]).mean())
-    cands.append(("baseline", "v1 recipe: lite0 final 1280-d (id+flip mean) | BCE linear AdamW | train + 4 aug", base_val))
+    cands.append(("baseline", "v1 recipe: lite0 final 1280-d (id+flip mean); BCE linear AdamW; train + 4 aug", base_val))
     print(f"baseline (v1 recipe) val {base_val:.3f}", flush=True)
 
     # A: layers and per-layer L2 (softmax wd 1e-3, id+flip features averaged)
