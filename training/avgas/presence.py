@@ -46,7 +46,7 @@ BASE_CFG = dict(tl.DEFAULT)            # the Swift tracker defaults
 
 # ------------------------------------------------------------------ data
 def load_windows(split, short=False):
-    z = np.load(CACHE / f"windows_{split}.npz")
+    z = np.load(CACHE / f"windows_{split}_{pdata.split_tag(split)}.npz")
     e = z["emb48" if short else "emb96"].astype(np.float32)
     lg = z["logits48" if short else "logits96"].astype(np.float32)
     y = z["y48" if short else "y96"].astype(np.float32)
@@ -261,7 +261,8 @@ def sweep(split, scorer, label, ons=ONS, smooths=(0.25,), fast_scorer=None, fast
 
 def cached_head(spec, make):
     """Trained heads are kept under data/cache/presence/heads/ by their spec string."""
-    path = CACHE / "heads" / (spec.replace(",", "_").replace("=", "") + ".pt")
+    tag = f"{pdata.split_tag('train')}_{pdata.split_tag('val')}"
+    path = CACHE / "heads" / tag / (spec.replace(",", "_").replace("=", "") + ".pt")
     if path.exists():
         d = torch.load(path)
         net = Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])

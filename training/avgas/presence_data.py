@@ -97,6 +97,12 @@ def split_ids(split):
     return json.loads((ROOT / "training/avgas/presence_split.json").read_text())[split]
 
 
+def split_tag(split):
+    """Short hash of a split's recording list: cached windows (and heads trained on them) are named
+    by it, so changing presence_split.json never reuses windows of another recording list."""
+    return hashlib.sha1("\n".join(sorted(split_ids(split))).encode()).hexdigest()[:8]
+
+
 def frame_db(x: np.ndarray) -> np.ndarray:
     """Level (dB) of the 10 ms frames that the front end's frames centre on: frame f covers
     samples f*160 .. f*160+400 (the 25 ms STFT window)."""
@@ -180,7 +186,7 @@ def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
         clips_by_cls.setdefault(r["class"], []).append(ds.load_clip(r))
     split_names = sorted(clips_by_cls)
     yam = Yamnet(threads=1)
-    part_dir = CACHE / f"windows_{split}.parts"
+    part_dir = CACHE / f"windows_{split}_{split_tag(split)}.parts"
     part_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (scenes + chunk - 1) // chunk
     t0 = time.time()
@@ -202,7 +208,7 @@ def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
         tmp.rename(pf)
         print(f"{split} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
     parts = [np.load(part_dir / f"{k:04d}.npz") for k in range(n_chunks)]
-    out = CACHE / f"windows_{split}.npz"
+    out = CACHE / f"windows_{split}_{split_tag(split)}.npz"
     np.savez(out, classes=np.array(names), **{key: np.concatenate([p[key] for p in parts]) for key in parts[0].files})
     print(f"wrote {out}")
 
