@@ -707,17 +707,23 @@ IMAGE_FIX = ("more licensed pictures of this class: the Debian picture sources s
              "(openclipart-png/-svg, Tux Paint stamps and templates, GCompris, qabcs, Scratch, pysiogame "
              "Art4Apps, 0 A.D. portraits, Noto/EmojiOne/OpenMoji/Twemoji/EmojiOne-1 emoji, Symbola, Font Awesome "
              "and Material Design Icons (mkdocs-material), icon themes (Papirus, Numix, Breeze, Mint-Y), JOSM, "
-             "Songwrite, setBfree, vmpk, foo-yc20, gearhead2, lmemory) hold no further distinct one")
+             "Songwrite, setBfree, vmpk, foo-yc20, gearhead2, lmemory; later also Stellarium sky-culture art, "
+             "Cricket's logo, Sweet Home 3D furniture catalogs, openclipart-svg titles/keywords, KTuberling, Parley, "
+             "Kanagram, KHangman, TuxType, Minuet, Memorize, GrandOrgue, Aeolus, Bristol, horgand, FontAwesomeFX "
+             "icons525, GCompris' other activities, Numix app icons) hold no further distinct one")
 IMAGE_FIXES: Dict[str, str] = {
-    "playing electronic organ": IMAGE_FIX + " (no organ emoji exists; foo-yc20's and calf's organ GUIs are "
-                                "control panels, not pictures of an organ); photos or drawings of pipe, church "
+    "playing electronic organ": IMAGE_FIX + " (no organ emoji exists; foo-yc20's, calf's and Bristol's organ "
+                                "GUIs are control panels, not pictures of an organ; GrandOrgue's icon is piano keys; "
+                                "Sweet Home 3D's catalogs have pianos only); photos or drawings of pipe, church "
                                 "or Hammond organs from a new source would fix it",
     "playing harp": IMAGE_FIX + " (no harp emoji exists; Songwrite's lyre is not a harp)",
     "playing cello": IMAGE_FIX + " (no cello emoji exists)",
     "vacuum cleaner cleaning floors": IMAGE_FIX + " (two of the six are robot-vacuum icons; the Papirus/Numix "
                                       "'vacuum' icons are the Vacuum-IM logo, not a vacuum cleaner)",
     "crow cawing": IMAGE_FIX + " (the black-bird emoji U+1F426 U+200D U+2B1B is only in Noto here; "
-                   "Crow Translate's icons are feathers)",
+                   "Crow Translate's icons are feathers; Stellarium's western/chinese Corvus is KStars' drawing, "
+                   "its al-Sufi, Babylonian and Greek ravens are CC BY-ND and its Boorong crows are grey birds "
+                   "not recognisable as crows)",
 }
 
 

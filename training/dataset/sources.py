@@ -110,6 +110,8 @@ IMAGE_LICENSES = {
     "josm": "public-domain (josm debian/copyright: resources/images/presets/*)",
     "kstars-data": "GPL-2+ (kstars-data debian/copyright: Files: *)",
     "songwrite": "GPL-3+ (songwrite debian/copyright: Files: *)",
+    "cricket": ("GPL (cricket debian/copyright: \"Cricket is covered by the GNU General Public License\", "
+                "Copyright (c) 1998 Jeff Allen and WebTV Networks, Inc.; logo images/cricket-sm.gif)"),
 }
 # Packages whose images carry different licenses by folder: (package, path prefix) -> license.
 IMAGE_LICENSES_BY_PREFIX = {
@@ -117,6 +119,11 @@ IMAGE_LICENSES_BY_PREFIX = {
         "CC-BY-4.0 (Font Awesome Free icons; mkdocs-material debian/copyright: material/.icons/fontawesome/)",
     ("mkdocs-material", "usr/share/mkdocs/themes/material/.icons/material/"):
         "Apache-2.0 (Material Design Icons; mkdocs-material debian/copyright: material/.icons/material/)",
+    # Stellarium's sky cultures carry their own licenses (skycultures/<culture>/info.ini; debian/copyright
+    # says GPL-2+ for Files: *); only cultures with a free license may be used (several are CC BY-ND/-NC).
+    ("stellarium-data", "usr/share/stellarium/skycultures/romanian/"):
+        ("CC-BY-SA-3.0 (Stellarium Romanian sky culture art, Mircea Lite; skycultures/romanian/info.ini; "
+         "stellarium-data debian/copyright: GPL-2+)"),
 }
 
 
