@@ -12,6 +12,7 @@ Steps (each deterministic: same packages -> byte-identical outputs):
     chunks, levelled to -20 dBFS active RMS and written as 16-bit WAV;
  3. images: tables/images.tsv (openclipart, Tux Paint, GCompris, qabcs, Scratch, pysiogame...),
     Noto Color Emoji and EmojiOne (sources.EMOJI), Symbola glyphs (sources.SYMBOLA);
+    a path ending in `|crop=x0,y0,x1,y1` is first cut to that box (a part of a larger scene);
     alpha-cropped, padded to a square on a neutral grey, 128x128 PNG; identical images are
     kept once; rows of images.tsv that share a 4th-column group (the same drawing in two
     sizes, colours or poses) share one original_id, so they count as one image and never
@@ -97,6 +98,33 @@ class ImageSrc:
 
 
 # ------------------------------------------------------------------ tables
+
+CROP_RE = re.compile(r"\|crop=(\d+),(\d+),(\d+),(\d+)$")
+
+
+def split_crop(path: str):
+    """images.tsv path -> (path without the crop suffix, (x0, y0, x1, y1) or None). A path may end in
+    `|crop=x0,y0,x1,y1`: the picture is cut to that box (pixels of the decoded source picture, x1/y1
+    exclusive) before the alpha-crop and square resize; the suffix stays in the manifest's source_path."""
+    if "|" not in path:
+        return path, None
+    m = CROP_RE.search(path)
+    if m is None:
+        raise ValueError(f"bad crop suffix in {path!r} (want path|crop=x0,y0,x1,y1)")
+    box = tuple(int(v) for v in m.groups())
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise ValueError(f"empty crop box in {path!r}")
+    return path[:m.start()], box
+
+
+def apply_crop(im, box):
+    """Cut a decoded picture to box; the box must lie inside the picture."""
+    if box is None:
+        return im
+    if box[2] > im.size[0] or box[3] > im.size[1]:
+        raise ValueError(f"crop box {box} outside the {im.size[0]}x{im.size[1]} picture")
+    return im.crop(box)
+
 
 def read_table(p: Path) -> List[List[str]]:
     rows = []
@@ -526,10 +554,12 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
             raise SystemExit(f"table names an unknown class {r[0]!r} (not in {classes_path})")
         if r[1] in debs.RESERVED:
             raise SystemExit(f"table uses reserved package {r[1]}")
+    for r in irows:
+        split_crop(r[2])  # a malformed crop suffix stops the build here
 
     wanted: Dict[str, set] = defaultdict(set)
     for r in arows + irows:
-        wanted[r[1]].add(r[2])
+        wanted[r[1]].add(split_crop(r[2])[0])
     use_fluid = fixtures is None or (fixtures / "fluid-soundfont-gm").exists()
     use_emoji = fixtures is None or (fixtures / "fonts-noto-color-emoji").exists()
     use_desc = fixtures is None or (fixtures / "tuxpaint-stamps-default").exists()
@@ -598,9 +628,10 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
     isrc: List[ImageSrc] = [ImageSrc(r[0], r[1], r[2], "", group=r[3] if len(r) > 3 else "",
                                      pool=r[4] if len(r) > 4 else "") for r in irows]
     for s in isrc:
-        s.license = sources.image_license(s.package, s.path)
-        if s.package in ("gcompris-qt-data", "qabcs-data"):
-            s.license = resolve_license(pk, s.package, s.path, "DEP5", lic_rules)
+        base = split_crop(s.path)[0]
+        s.license = sources.image_license(s.package, base)
+        if s.package in ("gcompris-qt-data", "qabcs-data") and not s.license:
+            s.license = resolve_license(pk, s.package, base, "DEP5", lic_rules)
         if not s.license and fixtures is None:
             raise SystemExit(f"no license known for images of package {s.package} "
                              "(add it to sources.IMAGE_LICENSES)")
@@ -618,11 +649,12 @@ def build(out: Path, cache: Path, classes_path: Path, fixtures: Optional[Path] =
     seen: Dict[str, str] = {}
     for s in tqdm(isrc, desc="images", unit="img"):
         try:
-            im = s.image if s.image is not None else decode_image(pk.read(s.package, s.path), s.path.split("#")[-1])
-            sq = square_image(im)
+            base, box = split_crop(s.path)
+            im = s.image if s.image is not None else decode_image(pk.read(s.package, base), base.split("#")[-1])
         except Exception as e:
             print(f"warning: cannot decode image {s.package}:{s.path}: {e}")
             continue
+        sq = square_image(apply_crop(im, box))  # a wrong crop box stops the build
         if sq is None:
             continue
         digest = hashlib.sha1(sq.tobytes()).hexdigest()

@@ -124,6 +124,12 @@ IMAGE_LICENSES_BY_PREFIX = {
     ("stellarium-data", "usr/share/stellarium/skycultures/romanian/"):
         ("CC-BY-SA-3.0 (Stellarium Romanian sky culture art, Mircea Lite; skycultures/romanian/info.ini; "
          "stellarium-data debian/copyright: GPL-2+)"),
+    # GCompris' world-music photos are Wikimedia Commons pictures with their own licenses
+    # (explore_world_music.rcc resource/music/README); Debian's copyright covers them by Files: * (GPL-3+).
+    ("gcompris-qt-data", "usr/share/gcompris-qt/rcc/explore_world_music.rcc#gcompris/src/activities/"
+                         "explore_world_music/resource/music/orchestra.webp"):
+        ("Public-Domain (\"Orchestra of the 18th Century\", ABC Informatica, Wikimedia Commons; GCompris "
+         "explore_world_music resource/music/README; gcompris-qt-data debian/copyright Files: * GPL-3+)"),
 }
 
 

@@ -98,6 +98,13 @@ def make_fixture(root: Path) -> Path:
     for k, col in enumerate(((10, 200, 10), (10, 10, 200))):
         (d / f"twin{k}.png").write_bytes(png_bytes(col, size=(33, 17)))
         rows_i.append(("raining", "pkg-a", f"usr/share/img/1/twin{k}.png", "twin"))
+    # violin: two crops of one opaque scene (a red and a blue object on white), in their own pool
+    scene = Image.new("RGB", (100, 60), (255, 255, 255))
+    scene.paste((220, 20, 20), (5, 10, 35, 40))
+    scene.paste((20, 20, 220), (60, 20, 90, 50))
+    scene.save(fx / "pkg-a/usr/share/img/scene.png")
+    rows_i.append(("playing violin, fiddle", "pkg-a", "usr/share/img/scene.png|crop=0,5,45,50", "", "4"))
+    rows_i.append(("playing violin, fiddle", "pkg-a", "usr/share/img/scene.png|crop=55,15,95,55", "", "4"))
     t = fx / "tables"
     t.mkdir()
     (t / "audio.tsv").write_text("# test\n" + "".join("\t".join(r) + "\n" for r in rows_a))
@@ -161,7 +168,16 @@ def test_builder_end_to_end(built):
         # corner pixel is the neutral background
         assert max(abs(a - b) for a, b in zip(im.getpixel((0, 0)), build.BG)) <= 10
         counts[x["class"]] += 1
-    assert counts == {"dog barking": 12, "raining": 14, "playing violin, fiddle": 13}
+    assert counts == {"dog barking": 12, "raining": 14, "playing violin, fiddle": 15}
+    # crops: cut from the scene before the square resize; the suffix stays in source_path
+    crops = {x["source_path"]: np.asarray(Image.open(out / x["path"])).reshape(-1, 3)
+             for x in image_rows if "|crop=" in x["source_path"]}
+    assert set(crops) == {"usr/share/img/scene.png|crop=0,5,45,50", "usr/share/img/scene.png|crop=55,15,95,55"}
+    red, blue = crops["usr/share/img/scene.png|crop=0,5,45,50"], crops["usr/share/img/scene.png|crop=55,15,95,55"]
+    is_red = lambda a: (a[:, 0] > 180) & (a[:, 2] < 60)
+    is_blue = lambda a: (a[:, 2] > 180) & (a[:, 0] < 60)
+    assert is_red(red).mean() > 0.3 and not is_blue(red).any()
+    assert is_blue(blue).mean() > 0.3 and not is_red(blue).any()
     # the two files of one group share original_id and split, and count as one image
     twins = [x for x in image_rows if "twin" in x["source_path"]]
     assert len(twins) == 2 and len({(x["original_id"], x["split"]) for x in twins}) == 1
@@ -320,6 +336,9 @@ FIRST_POOL_SHA1 = "6bd187df9de2869279253f7c9951028353517615"
 # Later images go to pool "3".
 SECOND_POOL_ROWS = 30
 SECOND_POOL_SHA1 = "0107888e833f69ea6b696785051ecce3fa511520"
+# The third pool (commit c86c73b) is closed as well; crops of scenes (path|crop=...) are pool "4".
+THIRD_POOL_ROWS = 2
+THIRD_POOL_SHA1 = "ae445239e125af10118ceae8c3f14a5ee861c619"
 
 
 def test_split_algorithm_reproduces_the_frozen_splits():
@@ -343,11 +362,11 @@ def test_images_table_pools():
     pool_of_group = {}
     for r in rows:
         pool = r[4] if len(r) > 4 else ""
-        assert pool in ("", "2", "3"), r
+        assert pool in ("", "2", "3", "4"), r
         if len(r) > 3 and r[3]:
             assert pool_of_group.setdefault((r[0], r[3]), pool) == pool, f"group {r[3]} spans pools"
         if pool:
-            assert sources.image_license(r[1], r[2]), f"no license for {r[1]}:{r[2]}"
+            assert sources.image_license(r[1], build.split_crop(r[2])[0]), f"no license for {r[1]}:{r[2]}"
     # the first pool is closed: its rows are exactly those the frozen splits were built from
     first = sorted("\t".join(r[:4]) for r in rows if not (len(r) > 4 and r[4]))
     assert len(first) == FIRST_POOL_ROWS
@@ -355,6 +374,9 @@ def test_images_table_pools():
     second = sorted("\t".join(r[:4]) for r in rows if len(r) > 4 and r[4] == "2")
     assert len(second) == SECOND_POOL_ROWS
     assert hashlib.sha1("\n".join(second).encode()).hexdigest() == SECOND_POOL_SHA1
+    third = sorted("\t".join(r[:4]) for r in rows if len(r) > 4 and r[4] == "3")
+    assert len(third) == THIRD_POOL_ROWS
+    assert hashlib.sha1("\n".join(third).encode()).hexdigest() == THIRD_POOL_SHA1
 
 
 def test_real_manifest_keeps_the_frozen_splits():
@@ -432,6 +454,19 @@ def test_midi_writer_produces_valid_smf(tmp_path):
     drums = build.phrase(np.random.default_rng(1), None)
     build.write_midi(tmp_path / "d.mid", None, drums)
     assert b"\x99" in (tmp_path / "d.mid").read_bytes()  # note-on on channel 10
+
+
+def test_crop_suffix_parsing():
+    assert build.split_crop("a/b.png") == ("a/b.png", None)
+    assert build.split_crop("x.rcc#a/b.webp|crop=1,2,30,40") == ("x.rcc#a/b.webp", (1, 2, 30, 40))
+    for bad in ("a.png|crop=1,2,3", "a.png|crop=5,5,5,9", "a.png|x=1", "a.png|crop=-1,0,4,4"):
+        with pytest.raises(ValueError):
+            build.split_crop(bad)
+    im = Image.new("RGB", (20, 10))
+    assert build.apply_crop(im, (2, 3, 12, 8)).size == (10, 5)
+    assert build.apply_crop(im, None) is im
+    with pytest.raises(ValueError, match="outside"):
+        build.apply_crop(im, (0, 0, 21, 10))
 
 
 def test_reserved_packages_refused(tmp_path):
