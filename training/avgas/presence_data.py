@@ -57,9 +57,23 @@ class Yamnet:
     dimensions: the graph is convolutions + a global average pool, so a window of 32-96 frames
     works as is (ONNX keeps the fixed TF-SAME pads of the 96-frame export)."""
 
-    def __init__(self, threads: int = 1):
+    def __init__(self, threads: int = 1, extra_outputs=()):
         import onnx
         import onnxruntime as ort
+        m = self.model()
+        for name in extra_outputs:   # intermediate tensors to return too (e.g. the pre-pool map)
+            m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        self.onnx_model = m
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def model():
+        """The float ONNX graph with dynamic batch and time axes (the Reshape before the Gemm made
+        batch-safe)."""
+        import onnx
         from training.avgas.features import ONNX_PATH
         m = onnx.load(str(ONNX_PATH))
         m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
@@ -73,10 +87,7 @@ class Yamnet:
             if n.op_type == "Constant" and n.output[0] == "/model/Constant_output_0":
                 n.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64)))
         del m.graph.value_info[:]
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return m
 
     def __call__(self, patches: np.ndarray, batch: int = 64):
         """[P, T, 64] log-mel -> (emb [P, 1024], logits [P, 521]) float32."""

@@ -41,28 +41,11 @@ class YamnetLast:
 
     def __init__(self, threads: int = 1):
         import onnx
-        import onnxruntime as ort
-        from training.avgas.features import ONNX_PATH
-        m = onnx.load(str(ONNX_PATH))
-        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-        m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "T"
-        for o in m.graph.output:
-            o.type.tensor_type.shape.dim[0].dim_param = "N"
-        for init in m.graph.initializer:
-            if init.data_type == onnx.TensorProto.INT64 and list(onnx.numpy_helper.to_array(init)) == [1, -1]:
-                init.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64), init.name))
-        for n in m.graph.node:
-            if n.op_type == "Constant" and n.output[0] == "/model/Constant_output_0":
-                n.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64)))
-        del m.graph.value_info[:]
-        m.graph.output.append(onnx.helper.make_tensor_value_info(PRE, onnx.TensorProto.FLOAT, None))
-        init = {i.name: i for i in m.graph.initializer}
+        self.yam = pdata.Yamnet(threads, extra_outputs=(PRE,))
+        init = {i.name: i for i in self.yam.onnx_model.graph.initializer}
         self.wc = onnx.numpy_helper.to_array(init["model.classifier.weight"])
         self.bc = onnx.numpy_helper.to_array(init["model.classifier.bias"])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = self.yam.sess
 
     def both(self, patches: np.ndarray, batch: int = 64):
         """[P, T, 64] -> (pooled emb, pooled logits, last-column emb, last-column logits)."""
