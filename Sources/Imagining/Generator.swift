@@ -135,8 +135,9 @@ public final class ExemplarBank: @unchecked Sendable {
         }
     }
 
-    /// Index of an exemplar for `emb` (unit norm) of class `cls`.
-    public func retrieve(_ emb: UnsafePointer<Float>, classIndex cls: Int?, topK: Int, draw: Double) -> Int {
+    /// The `topK` exemplars most similar to `emb` (unit norm) among those of class `cls` (all
+    /// entries when the class has none), most similar first.
+    public func candidates(_ emb: UnsafePointer<Float>, classIndex cls: Int?, topK: Int) -> [Int] {
         let d = embeddings.shape[1]
         var cand = (0..<count).filter { cls != nil && classIndex[$0] == cls }
         if cand.isEmpty { cand = Array(0..<count) }
@@ -146,8 +147,14 @@ public final class ExemplarBank: @unchecked Sendable {
             for k in 0..<d { s += e[k] * emb[k] }
             return (i, s)
         }.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        let top = sims.prefix(max(1, topK))
-        return top[min(top.count - 1, Int(draw * Double(top.count)))].0
+        return sims.prefix(max(1, topK)).map(\.0)
+    }
+
+    /// Index of an exemplar for `emb` (unit norm) of class `cls`: one of the top-k, drawn by
+    /// `draw` in [0, 1).
+    public func retrieve(_ emb: UnsafePointer<Float>, classIndex cls: Int?, topK: Int, draw: Double) -> Int {
+        let top = candidates(emb, classIndex: cls, topK: topK)
+        return top[min(top.count - 1, Int(draw * Double(top.count)))]
     }
 
     public func latent(_ i: Int) -> UnsafePointer<Float> {

@@ -24,9 +24,13 @@ public struct SlotSnapshot: Sendable {
 /// Per-class image slots, refined incrementally: every frame each slot whose image is not
 /// finished advances by one student step (newest and most-changed first when the frame budget
 /// is short) and decodes a preview, so a new class appears rough within a frame and sharpens
-/// over the next few. When a class's embedding drifts (cosine below `driftCosine`), its image
-/// is re-noised at `renoiseStrength` and refined again rather than restarted. Inactive slots
-/// are dropped after `keepInactive` seconds (the display fades them meanwhile).
+/// over the next few. When a class's embedding drifts (cosine below `driftCosine`), the image is
+/// refined again rather than restarted: in pure mode from its current estimate re-noised at
+/// `renoiseStrength`; in retrieval mode from its exemplar (kept while it is still among the
+/// top-k for the new embedding, else a new one is drawn) re-noised at `retrievalStrength`, so
+/// repeated drifts never walk the picture away from a real one (re-noising the estimate again
+/// and again turned recognisable exemplars into the student's blobs within seconds in the
+/// demo). Inactive slots are dropped after `keepInactive` seconds (the display fades them meanwhile).
 public final class ImageSlots {
     public struct Request: Sendable {
         public var key: String
@@ -43,6 +47,8 @@ public final class ImageSlots {
         var request: Request
         var sampler: DenoisingSampler
         var image: GeneratedImage?
+        /// The bank entry the image started from (retrieval mode).
+        var exemplar: Int?
         var created: Double
         var lastActive: Double
         var active = true
@@ -79,11 +85,18 @@ public final class ImageSlots {
         noise = NoiseSource(seed: seed)
     }
 
-    private func start(for r: Request) -> SamplerStart {
-        guard mode == .retrieval, let bank else { return .fresh }
-        let i = r.embedding.withUnsafeBufferPointer { bank.retrieve($0.baseAddress!, classIndex: r.classIndex, topK: retrievalTopK, draw: noise.uniform()) }
-        let z = Array(UnsafeBufferPointer(start: bank.latent(i), count: model.latentCount))
-        return .latent(z, strength: retrievalStrength)
+    /// The exemplar for a request (retrieval mode with a bank), keeping `current` while it is
+    /// still among the top-k for the request's embedding.
+    private func exemplar(for r: Request, current: Int? = nil) -> Int? {
+        guard mode == .retrieval, let bank else { return nil }
+        let top = r.embedding.withUnsafeBufferPointer { bank.candidates($0.baseAddress!, classIndex: r.classIndex, topK: retrievalTopK) }
+        if let current, top.contains(current) { return current }
+        return top[min(top.count - 1, Int(noise.uniform() * Double(top.count)))]
+    }
+
+    private func start(from exemplar: Int?) -> SamplerStart {
+        guard let exemplar, let bank else { return .fresh }
+        return .latent(Array(UnsafeBufferPointer(start: bank.latent(exemplar), count: model.latentCount)), strength: retrievalStrength)
     }
 
     static func cosine(_ a: [Float], _ b: [Float]) -> Double {
@@ -102,16 +115,25 @@ public final class ImageSlots {
                 let drift = Self.cosine(s.request.embedding, r.embedding) < driftCosine
                 s.request.score = r.score
                 if drift {
-                    // Re-noise the current estimate towards the new embedding.
-                    s.sampler = DenoisingSampler(model: model, embedding: r.embedding,
-                                                 start: .latent(s.sampler.estimate, strength: renoiseStrength),
-                                                 steps: steps, noise: &noise)
+                    let start: SamplerStart
+                    if let e = exemplar(for: r, current: s.exemplar) {
+                        // Retrieval: back to a real exemplar, freshly noised towards the new embedding.
+                        s.exemplar = e
+                        start = self.start(from: e)
+                    } else {
+                        // Pure: re-noise the current estimate towards the new embedding.
+                        start = .latent(s.sampler.estimate, strength: renoiseStrength)
+                    }
+                    s.sampler = DenoisingSampler(model: model, embedding: r.embedding, start: start, steps: steps, noise: &noise)
                     s.request = r
                     s.changedAt = time
                 }
             } else {
-                let sampler = DenoisingSampler(model: model, embedding: r.embedding, start: start(for: r), steps: steps, noise: &noise)
-                slots[r.key] = Slot(request: r, sampler: sampler, time: time)
+                let e = exemplar(for: r)
+                let sampler = DenoisingSampler(model: model, embedding: r.embedding, start: start(from: e), steps: steps, noise: &noise)
+                let slot = Slot(request: r, sampler: sampler, time: time)
+                slot.exemplar = e
+                slots[r.key] = slot
             }
         }
         for (k, s) in slots where !keys.contains(k) {
@@ -149,4 +171,9 @@ public final class ImageSlots {
     }
 
     public func snapshot(_ key: String) -> SlotSnapshot? { snapshots.first { $0.key == key } }
+
+    /// A slot's current latent estimate and its exemplar (tests, benchmarks).
+    public func state(_ key: String) -> (estimate: [Float], exemplar: Int?)? {
+        slots[key].map { ($0.sampler.estimate, $0.exemplar) }
+    }
 }
