@@ -3,10 +3,12 @@
 #   make train-generator  - resumable (checkpoints in training/runs/generator; re-run continues)
 #   make eval-generator   - report + plots, then export Assets/models/generator.safetensors,
 #                           exemplars.safetensors and the Swift parity fixture
+#   make finetune-decoder - decoder-only fine-tune (resumable, <run>/decoder_ft.pt) + held-out
+#                           evaluation (<run>/decoder_ft_eval.json); export takes it iff adopted
 GEN_RUN ?= training/runs/generator
 GEN_CONFIG ?= full
 
-.PHONY: train-generator eval-generator export-generator test-generator
+.PHONY: train-generator eval-generator export-generator test-generator finetune-decoder
 train-generator: pyenv-torch
 	PYTHONPATH=. $(VPY) -m training.generator.train --config $(GEN_CONFIG) --run $(GEN_RUN)
 
@@ -19,3 +21,6 @@ export-generator: pyenv-torch
 
 test-generator: pyenv-torch
 	$(VPY) -m pytest -q training/tests/test_generator.py
+
+finetune-decoder: pyenv-torch
+	PYTHONPATH=. $(VPY) -m training.generator.finetune_decoder all --run $(GEN_RUN)

@@ -33,10 +33,39 @@ def git_commit():
         return "unknown"
 
 
-def exported_decoder(run, cfg):
+def decoder_choice(run, which="auto"):
+    """Which decoder weights to export: 'ae' (the autoencoder's own), 'ft' (<run>/decoder_ft.pt,
+    training/generator/finetune_decoder.py) or 'auto': the fine-tuned one when it is present AND its
+    held-out evaluation (<run>/decoder_ft_eval.json, same checkpoint step) says adopted.
+    Returns (kind, evaluation dict or None)."""
+    ck, ev = Path(run) / "decoder_ft.pt", Path(run) / "decoder_ft_eval.json"
+    res = json.load(open(ev)) if ev.exists() else None
+    if which == "ae":
+        return "ae", None
+    if which == "ft":
+        if not ck.exists():
+            raise SystemExit(f"error: --decoder ft but {ck} is missing")
+        return "ft", res
+    if ck.exists() and res and res.get("adopted"):
+        step = torch.load(ck)["step"]
+        if res["finetune"]["steps"] != step:
+            raise SystemExit(f"error: {ev} evaluated step {res['finetune']['steps']}, {ck} is at {step}; re-run "
+                             "`python -m training.generator.finetune_decoder evaluate`")
+        return "ft", res
+    return "ae", None
+
+
+def exported_decoder(run, cfg, which="auto"):
     """The decoder with the latent de-normalisation prepended as a 1x1 conv ('denorm'):
-    z_raw = z * sd + mu, so the exported decoder takes the generator's normalised latent."""
-    _, dec = load_ae(run, cfg)
+    z_raw = z * sd + mu, so the exported decoder takes the generator's normalised latent.
+    The encoder and mu/sd are never changed by the decoder fine-tune, so both choices take the
+    same latents."""
+    kind, _ = decoder_choice(run, which)
+    if kind == "ft":
+        from .finetune_decoder import load_ft_decoder
+        dec, _ = load_ft_decoder(run, cfg)
+    else:
+        _, dec = load_ae(run, cfg)
     L = load_latents(run)
     C = cfg["latent_ch"]
     steps = [{"op": "conv", "in": ["z"], "out": "z_raw", "param": "denorm", "k": 1, "stride": 1}]
@@ -93,13 +122,16 @@ def main(argv=None):
     ap.add_argument("--fixture", default="Tests/ImaginingTests/Fixtures/generator_golden.safetensors")
     ap.add_argument("--metrics", default="training/reports/generator_metrics.json")
     ap.add_argument("--per-class", type=int, default=4)
+    ap.add_argument("--decoder", default="auto", choices=["auto", "ae", "ft"],
+                    help="auto: the fine-tuned decoder (<run>/decoder_ft.pt) iff its held-out evaluation adopted it")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     run = Path(args.run)
     cfg = json.load(open(run / "config.json"))
     classes, layers = compose_classes(args.classes)
     den = load_denoiser(run, cfg, "student")
-    dec = exported_decoder(run, cfg)
+    dec_kind, dec_eval = decoder_choice(run, args.decoder)
+    dec = exported_decoder(run, cfg, args.decoder)
     C = cfg["latent_ch"]
     fl = flops(cfg, den, dec)
     metrics = json.load(open(args.metrics)) if Path(args.metrics).exists() else {}
@@ -140,7 +172,17 @@ def main(argv=None):
         "distillation": "rectified-flow reflow of a classifier-free-guided teacher (guidance distilled; "
                         "one denoiser call per step)",
         "compose_rules": compose.__doc__.split("Rules, in order:")[1].strip(),
+        "decoder_weights": ("fine-tuned decoder (training/generator/finetune_decoder.py, <run>/decoder_ft.pt; "
+                            "frozen encoder and latent normalisation)" if dec_kind == "ft" else
+                            "the latent autoencoder's decoder (<run>/ae.pt)"),
     }
+    if dec_kind == "ft" and dec_eval:
+        meta["decoder_finetune"] = json.dumps({
+            "steps": dec_eval["finetune"]["steps"], "seconds": dec_eval["finetune"]["seconds"],
+            "training_commit": dec_eval["finetune"]["training_commit"], "config": dec_eval["finetune"]["config"],
+            "losses": dec_eval["finetune"]["final_losses"], "rule": dec_eval["rule"], "adopted": dec_eval["adopted"],
+            "heldout": {k: dec_eval[k] for k in ("n_heldout", "judge_top1_real", "old", "new", "l1_rel_change")},
+            "note": "generator 'metrics' above were measured with the autoencoder's own (old) decoder"})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     safetensors_io.save(out / "generator.safetensors", tensors, meta)
@@ -150,7 +192,10 @@ def main(argv=None):
     sel = select_exemplars(L, classes, args.per_class)
     rows = {r["id"]: r for r in __import__("training.generator.data", fromlist=["x"]).image_rows(args.data)}
     ids = [str(L["ids"][i]) for i in sel]
-    prov = [{k: rows[i][k] for k in ("id", "class", "split", "package", "source_path", "license")} for i in ids]
+    # 'split' is the split the generator was trained with (latents.npz), not the current manifest's
+    # (the enlarged dataset moved some of these train images into val/test)
+    prov = [{**{k: rows[i][k] for k in ("id", "class", "split", "package", "source_path", "license")},
+             "split": str(L["splits"][j])} for i, j in zip(ids, sel)]
     ex_t = {"latents": L["z"][sel].astype(np.float32), "embeddings": L["emb"][sel].astype(np.float32),
             "class_index": np.array([classes.index(str(L["classes"][i])) for i in sel], np.int32)}
     ex_meta = {"format": "avgas-exemplars/1", "classes": json.dumps(classes), "ids": json.dumps(ids),

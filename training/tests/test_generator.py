@@ -206,3 +206,38 @@ def test_compose_layout_rules():
     assert out[by + bs // 2, bx + bs // 2, 2] > 0.9                # blue class drawn at its box centre
     m = compose.soft_mask(grey)
     assert m.max() == 0.0                                          # pure backdrop is transparent
+
+
+def test_decoder_finetune_stage(trained, tmp_path):
+    """Decoder-only fine-tune on a copy of the tiny run: trains, resumes, leaves the encoder and
+    the latents alone, evaluates on the held-out images, and export takes it only when adopted."""
+    import hashlib
+    import shutil
+    from training.generator import finetune_decoder as FD
+    _, run, _, data, _ = trained
+    r2 = tmp_path / "run"
+    shutil.copytree(run, r2)
+    sha = lambda p: hashlib.sha1(p.read_bytes()).hexdigest()
+    ae_sha, lat_sha = sha(r2 / "ae.pt"), sha(r2 / "latents.npz")
+    common = ["--run", str(r2), "--data", str(data), "--grid", str(tmp_path / "grid.png"), "--no-judge"]
+    FD.main(["train", *common, "--set", "ft_steps=20", "ft_batch=4", "ft_ckpt_every=10", "ft_log_every=5"])
+    assert (r2 / "decoder_ft.done").exists() and torch.load(r2 / "decoder_ft.pt")["step"] == 20
+    # resume: a longer schedule continues from the checkpoint
+    (r2 / "decoder_ft.done").unlink()
+    FD.main(["all", *common, "--set", "ft_steps=30"])
+    log = read_log(r2 / "log_decoder_ft.jsonl")
+    assert [r["step"] for r in log] == list(range(5, 31, 5))
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert sha(r2 / "ae.pt") == ae_sha and sha(r2 / "latents.npz") == lat_sha
+    res = json.load(open(r2 / "decoder_ft_eval.json"))
+    assert res["n_heldout"] == 8 and res["finetune"]["steps"] == 30 and res["adopted"] is False
+    assert (tmp_path / "grid.png").exists()
+    cfg = json.load(open(r2 / "config.json"))
+    ft, _ = FD.load_ft_decoder(r2, cfg)
+    assert export.decoder_choice(r2)[0] == "ae"
+    res["adopted"] = True
+    json.dump(res, open(r2 / "decoder_ft_eval.json", "w"))
+    assert export.decoder_choice(r2)[0] == "ft"
+    d = export.exported_decoder(r2, cfg).state_numpy()
+    for k, v in ft.state_numpy().items():
+        assert np.array_equal(d[k], v)
