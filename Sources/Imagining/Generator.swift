@@ -109,7 +109,7 @@ public final class GeneratorModel: @unchecked Sendable {
 
 /// The bank of real exemplar latents (Assets/models/exemplars.safetensors) for the
 /// retrieval-augmented mode: among entries of the slot's class (all entries if the class has
-/// none), the top-k by cosine similarity to the embedding, one drawn uniformly.
+/// none), the top-k by cosine similarity to the embedding (ImageSlots draws one uniformly).
 public final class ExemplarBank: @unchecked Sendable {
     public let latents: FloatTensor      // [N, C, 16, 16]
     public let embeddings: FloatTensor   // [N, 128]
@@ -148,13 +148,6 @@ public final class ExemplarBank: @unchecked Sendable {
             return (i, s)
         }.sorted { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
         return sims.prefix(max(1, topK)).map(\.0)
-    }
-
-    /// Index of an exemplar for `emb` (unit norm) of class `cls`: one of the top-k, drawn by
-    /// `draw` in [0, 1).
-    public func retrieve(_ emb: UnsafePointer<Float>, classIndex cls: Int?, topK: Int, draw: Double) -> Int {
-        let top = candidates(emb, classIndex: cls, topK: topK)
-        return top[min(top.count - 1, Int(draw * Double(top.count)))]
     }
 
     public func latent(_ i: Int) -> UnsafePointer<Float> {
