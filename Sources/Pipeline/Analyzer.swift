@@ -32,6 +32,14 @@ public final class Analyzer {
     private let events: EventsWriter?
     private var patch: [Float]               // [patchFrames][melBands]
     private var frame: [Float]               // [melBands]
+    /// The onset path (when the listener's tracker uses it): onsets out of quiet, and for the
+    /// hops soon after one, a tiled patch of the audio since the onset (`OnsetDetector`).
+    private var onsets: OnsetDetector?
+    private var tiled: [Float]               // [patchFrames][melBands]
+    private var segment: [Float]             // [patchFrames - 1][melBands]
+    private var fast: [Float] = []           // [classes]
+    /// Tiled patches of the hops waiting in a batch: (index in `pending`, [patchFrames * melBands]).
+    private var pendingTiled: [(hop: Int, patch: [Float])] = []
     /// Samples consumed or skipped since the start: the stream clock.
     public private(set) var streamSamples = 0
     /// Samples the analysis skipped because it fell behind.
@@ -72,6 +80,9 @@ public final class Analyzer {
         self.events = events
         patch = [Float](repeating: 0, count: config.patchFrames * config.melBands)
         frame = [Float](repeating: 0, count: config.melBands)
+        tiled = patch
+        segment = [Float](repeating: 0, count: (config.patchFrames - 1) * config.melBands)
+        onsets = listener?.usesOnsetPath == true ? OnsetDetector() : nil
         if let listener { lastScene.scores = [Float](repeating: 0, count: listener.vocabulary.count) }
     }
 
@@ -80,6 +91,17 @@ public final class Analyzer {
 
     /// Feeds new audio; runs every hop that completes. Throws only for output failures.
     public func consume(_ samples: UnsafeBufferPointer<Float>) throws(AvgasError) {
+        // Slices of at most 8192 samples (51 frames), so every frame of a slice is still in the
+        // stream's history (256 frames) when its hop copies its window.
+        var o = 0
+        while o < samples.count {
+            let n = min(8192, samples.count - o)
+            try consumeSlice(UnsafeBufferPointer(rebasing: samples[o..<(o + n)]))
+            o += n
+        }
+    }
+
+    private func consumeSlice(_ samples: UnsafeBufferPointer<Float>) throws(AvgasError) {
         guard !samples.isEmpty else { return }
         for s in samples {
             sumSquares += s * s
@@ -95,6 +117,7 @@ public final class Analyzer {
         for f in before..<(before + produced) {
             frame.withUnsafeMutableBufferPointer { stream.frame(f, into: $0.baseAddress!) }
             frame.withUnsafeBufferPointer { spectrogram.append($0.baseAddress!) }
+            if onsets != nil { frame.withUnsafeBufferPointer { onsets!.push(frame: $0, index: f) } }
             let sinceOrigin = f - frameOriginIndex
             if sinceOrigin + 1 >= config.patchFrames && (sinceOrigin + 1 - config.patchFrames) % hopFrames == 0 {
                 try hop(endingAtFrame: f)
@@ -110,6 +133,7 @@ public final class Analyzer {
         streamSamples += count
         skippedSamples += count
         stream.resetPending()
+        onsets?.reset()
         // Realign so that frame `framesProduced` starts at the current stream sample and
         // the hop condition first holds hopFrames - 1 frames after it.
         frameOriginIndex = stream.framesProduced + hopFrames - config.patchFrames
@@ -126,8 +150,21 @@ public final class Analyzer {
         scene.peakDB = 20 * log10(max(peak, 1e-6))
         sumSquares = 0; peak = 0; levelCount = 0
         if let listener {
-            patch.withUnsafeMutableBufferPointer { _ = stream.latest(config.patchFrames, into: $0.baseAddress!) }
+            // The window ends at frame f (not at the newest frame: one push can produce several
+            // frames, and hops at the earlier ones must see their own window).
+            copyFrames(f - config.patchFrames + 1...f, into: &patch)
+            let span = onsets?.tiledSpan(endingAt: f, patchFrames: config.patchFrames)
+            if let span {
+                copyFrames(span, into: &segment)
+                segment.withUnsafeBufferPointer { seg in
+                    tiled.withUnsafeMutableBufferPointer {
+                        OnsetDetector.tile(segment: seg.baseAddress!, count: span.count, bands: config.melBands,
+                                           into: $0.baseAddress!, patchFrames: config.patchFrames)
+                    }
+                }
+            }
             if batchHops > 0 {
+                if span != nil { pendingTiled.append((pending.count, tiled)) }
                 pending.append(scene)
                 pendingPatches.append(contentsOf: patch)
                 if pending.count >= batchHops { try flush() }
@@ -135,7 +172,8 @@ public final class Analyzer {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             do {
-                let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, time: time) }
+                if span != nil { try tiled.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &fast) } }
+                let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, fast: span == nil ? nil : fast, time: time) }
                 scene.active = r.active
                 scene.scores = r.smoothed
             } catch {
@@ -144,6 +182,14 @@ public final class Analyzer {
             timings.backbone += seconds(since: t0)
         }
         try publish(scene)
+    }
+
+    /// Copies frames `range` (absolute indices, within the stream's history) into `out` [count][melBands].
+    private func copyFrames(_ range: ClosedRange<Int>, into out: inout [Float]) {
+        let bands = config.melBands
+        out.withUnsafeMutableBufferPointer { o in
+            for (k, i) in range.enumerated() { stream.frame(i, into: o.baseAddress! + k * bands) }
+        }
     }
 
     private func publish(_ s: Scene) throws(AvgasError) {
@@ -217,15 +263,28 @@ public final class Analyzer {
             }
         }
         if let f = failure.withLock({ $0 }) { throw AvgasError("the listening model failed: \(f)", status: .software) }
+        // The onset path's tiled patches (a few hops after each onset) on the listener's own
+        // networks, which the workers do not use.
+        var fastByHop = [[Float]?](repeating: nil, count: n)
+        do {
+            for (i, p) in pendingTiled {
+                var out = [Float](repeating: 0, count: classes)
+                try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &out) }
+                fastByHop[i] = out
+            }
+        } catch {
+            throw AvgasError("the listening model failed: \(error)", status: .software)
+        }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
         pendingPatches.removeAll(keepingCapacity: true)
+        pendingTiled.removeAll(keepingCapacity: true)
         var results: [(active: [ActiveClass], smoothed: [Float])] = []
         results.reserveCapacity(n)
         for i in 0..<n {
             results.append(listener.track(scores: Array(scoreStore[(i * classes)..<((i + 1) * classes)]),
                                           embeddings: d > 0 ? Array(embStore[(i * classes * d)..<((i + 1) * classes * d)]) : nil,
-                                          time: batch[i].time))
+                                          fast: fastByHop[i], time: batch[i].time))
         }
         timings.backbone += seconds(since: t0)
         for (item, r) in zip(batch, results) {

@@ -101,16 +101,33 @@ public final class SceneListener {
 
     func resetTracker() { tracker.reset() }
 
-    /// Runs one hop on `patch` ([96][64] log-mel) ending at stream time `time`.
-    public func analyse(patch: UnsafeBufferPointer<Float>, time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
+    /// Whether the tracker uses the onset path (`TrackerConfiguration.fastOnThreshold`): then the
+    /// analyser tiles the audio after an onset into an extra patch per hop (`fastScores`).
+    public var usesOnsetPath: Bool { tracker.configuration.fastOnThreshold != nil }
+
+    /// Runs one hop on `patch` ([96][64] log-mel) ending at stream time `time`; `fast`: the onset
+    /// path's scores for this hop (`fastScores` of its tiled patch), if any.
+    public func analyse(patch: UnsafeBufferPointer<Float>, fast: [Float]? = nil,
+                        time: Double) throws -> (active: [ActiveClass], smoothed: [Float]) {
         let d = separator?.shape(of: "embeddings")?.last ?? 0
         if hopEmbeddings.count != vocabulary.count * d { hopEmbeddings = [Float](repeating: 0, count: vocabulary.count * d) }
         try SceneListener.score(patch: patch, yamnet: yamnet, separator: separator, head: head, vocabulary: vocabulary,
                                 presence: presence, scores: &scores, embeddings: &hopEmbeddings)
-        return track(scores: scores, embeddings: separator == nil ? nil : hopEmbeddings, time: time)
+        return track(scores: scores, embeddings: separator == nil ? nil : hopEmbeddings, fast: fast, time: time)
+    }
+
+    /// The presence scores of a tiled onset patch ([96][64]) into `out` [classes]: the same
+    /// stateless scoring as a hop (YAMNet, mapping, head or separator), no tracker update.
+    public func fastScores(patch: UnsafeBufferPointer<Float>, into out: inout [Float]) throws {
+        let d = separator?.shape(of: "embeddings")?.last ?? 0
+        if fastEmbeddings.count != vocabulary.count * d { fastEmbeddings = [Float](repeating: 0, count: vocabulary.count * d) }
+        if out.count != vocabulary.count { out = [Float](repeating: 0, count: vocabulary.count) }
+        try SceneListener.score(patch: patch, yamnet: yamnet, separator: separator, head: head, vocabulary: vocabulary,
+                                presence: presence, scores: &out, embeddings: &fastEmbeddings)
     }
 
     private var hopEmbeddings: [Float] = []
+    private var fastEmbeddings: [Float] = []
 
     /// The stateless part of a hop: YAMNet, vocabulary scores, presence head, separator.
     /// `scores` [classes], `embeddings` [classes * d] (left alone without a separator).
@@ -146,8 +163,15 @@ public final class SceneListener {
     }
 
     /// The stateful part of a hop, in stream order: tracker update and the active list.
-    func track(scores: [Float], embeddings: [Float]?, time: Double) -> (active: [ActiveClass], smoothed: [Float]) {
-        scores.withUnsafeBufferPointer { tracker.update(scores: $0, time: time) }
+    func track(scores: [Float], embeddings: [Float]?, fast: [Float]? = nil,
+               time: Double) -> (active: [ActiveClass], smoothed: [Float]) {
+        scores.withUnsafeBufferPointer { s in
+            if let fast {
+                fast.withUnsafeBufferPointer { tracker.update(scores: s, fast: $0, time: time) }
+            } else {
+                tracker.update(scores: s, time: time)
+            }
+        }
         let d = embeddings.map { $0.count / max(1, vocabulary.count) } ?? 0
         let active = tracker.activeIndices
             .map { i in

@@ -2,6 +2,7 @@ import ArgumentParser
 import AudioInput
 import Foundation
 import Imagining
+import Listening
 import NeuralNet
 import Pipeline
 
@@ -65,6 +66,9 @@ struct AvgasLive: ParsableCommand {
 
     @Option(name: .long, help: "What decides which classes are active: 'head' (a presence head trained on the project's recordings, combined with the AudioSet-label mapping), 'yamnet' (AudioSet labels mapped to the vocabulary), 'separator' (the AV-GAS separator's presence) or 'combined' (the larger of 'yamnet' and 'separator').")
     var presence: String = "head"
+
+    @Flag(name: .long, help: "Turn off the onset path. By default, for under a second after a sound starts out of quiet, the audio since its start is repeated to fill an extra YAMNet window, and a class it names with a score of 0.9 or more turns on at once (about 0.3 s sooner; 'head' presence only).")
+    var noOnsetPath = false
 
     @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
     var hopMs: Int = 100
@@ -144,6 +148,11 @@ struct AvgasLive: ParsableCommand {
         c.mix = MixMode(rawValue: mix) ?? .composed
         c.generation = generation.flatMap(GenerationMode.init(rawValue:))
         c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .head
+        if noOnsetPath, c.presence == .head {
+            var t = TrackerConfiguration.learnedHead
+            t.fastOnThreshold = nil
+            c.tracker = t
+        }
         c.threads = threads
         return c
     }
