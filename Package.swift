@@ -44,10 +44,10 @@ let package = Package(
         .target(name: "Display", dependencies: ["CSDL2", "CSDL2TTF", "CPNG"]),
         .target(name: "Pipeline", dependencies: ["AudioInput", "Features", "Listening", "Imagining", "Display"]),
         .executableTarget(name: "avgas-live", dependencies: [
-            "Pipeline", "Imagining", "NeuralNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Pipeline", "Imagining", "Listening", "NeuralNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "avgas-bench", dependencies: [
-            "Pipeline", "Imagining", "NeuralNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Pipeline", "Imagining", "Listening", "NeuralNet", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Tests: one target per library target, plus shared support.

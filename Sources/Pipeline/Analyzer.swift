@@ -10,6 +10,8 @@ public struct StageTimings: Sendable {
     public var frontEnd: Double = 0      // seconds in the log-mel front end
     public var backbone: Double = 0      // seconds in YAMNet + vocabulary + tracker
     public var hops = 0
+    /// Hops that also analysed a tiled onset patch (the onset path).
+    public var tiledPatches = 0
     public var render: Double = 0        // seconds drawing frames
     public var output: Double = 0        // seconds writing PNG frames
     public var frames = 0
@@ -155,6 +157,7 @@ public final class Analyzer {
             copyFrames(f - config.patchFrames + 1...f, into: &patch)
             let span = onsets?.tiledSpan(endingAt: f, patchFrames: config.patchFrames)
             if let span {
+                timings.tiledPatches += 1
                 copyFrames(span, into: &segment)
                 segment.withUnsafeBufferPointer { seg in
                     tiled.withUnsafeMutableBufferPointer {

@@ -6,7 +6,9 @@ import XCTest
 
 /// Batched two-thread analysis (file replays without images) gives exactly the events of
 /// hop-by-hop analysis: batches of 7 (4 + 3 hops per worker) and of 40 (a worker's 20 hops in
-/// YAMNet forwards of up to `Analyzer.forwardBatch` = 4 patches, taken by both workers).
+/// YAMNet forwards of up to `Analyzer.forwardBatch` = 4 patches, taken by both workers), onset
+/// patches included; and the events do not depend on how the audio is cut into pushes (one
+/// 10 ms period, 1000 samples, 4096 samples as file replay reads the ring, 20000 samples).
 final class BatchAnalysisTests: XCTestCase {
     func testBatchedEqualsHopByHop() throws {
         let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
@@ -14,7 +16,7 @@ final class BatchAnalysisTests: XCTestCase {
         let dir = TestPaths.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         var texts: [String] = []
-        for batch in [0, 7, 40] {
+        for (batch, pushSize) in [(0, 1000), (7, 1000), (40, 1000), (0, 160), (0, 4096), (7, 4096), (0, 20_000)] {
             let listener = try SceneListener(assets: TestPaths.repoRoot.appendingPathComponent("Assets"))
             let path = dir.appendingPathComponent("e\(batch).jsonl").path
             let events = try EventsWriter(path: path)
@@ -24,17 +26,17 @@ final class BatchAnalysisTests: XCTestCase {
             try audio.withUnsafeBufferPointer { a in
                 var o = 0
                 while o < a.count {
-                    let n = min(1000, a.count - o)
+                    let n = min(pushSize, a.count - o)
                     try analyzer.consume(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
                     o += n
                 }
             }
             try analyzer.flush()
             texts.append(try String(contentsOfFile: path, encoding: .utf8))
+            XCTAssertGreaterThan(analyzer.timings.tiledPatches, 0, "the demo starts out of quiet: onset patches")
         }
         XCTAssertEqual(texts[0].split(separator: "\n").count, 71)  // hops ending at 0.96 s + k * 0.1 s up to 8 s
-        XCTAssertEqual(texts[0], texts[1])
-        XCTAssertEqual(texts[0], texts[2])
+        for (i, t) in texts.enumerated().dropFirst() { XCTAssertEqual(texts[0], t, "variant \(i)") }
         XCTAssertTrue(texts[0].contains("dog barking"))
     }
 }

@@ -13,10 +13,13 @@ final class PresenceSourceTests: XCTestCase {
         XCTAssertEqual(listener.presence, .head)
         XCTAssertNotNil(listener.head)
         XCTAssertEqual(listener.tracker.configuration, .learnedHead)
+        XCTAssertEqual(listener.tracker.configuration.fastOnThreshold, 0.9)   // the onset path is on by default
+        XCTAssertTrue(listener.usesOnsetPath)
         let mapping = try SceneListener(assets: assets, presence: .yamnet)
         XCTAssertEqual(mapping.presence, .yamnet)
         XCTAssertNil(mapping.head)
         XCTAssertEqual(mapping.tracker.configuration, TrackerConfiguration())
+        XCTAssertFalse(mapping.usesOnsetPath)                                  // not measured with the mapping
         var own = TrackerConfiguration()
         own.onThreshold = 0.6
         XCTAssertEqual(try SceneListener(assets: assets, tracker: own).tracker.configuration, own)

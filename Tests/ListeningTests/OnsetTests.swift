@@ -1,0 +1,96 @@
+import XCTest
+@testable import Listening
+
+/// The onset detector, the tiled patch and the tracker's fast-on rule (the onset path).
+final class OnsetTests: XCTestCase {
+    /// A log-mel frame whose level is `db` (all 64 bands equal: level = 20 log10(exp(v)) = 8.686 v).
+    func frame(_ db: Double) -> [Float] { [Float](repeating: Float(db / (20 / log(10.0))), count: 64) }
+
+    func push(_ levels: [Double], into d: inout OnsetDetector) -> [Int?] {
+        levels.enumerated().map { i, db in
+            frame(db).withUnsafeBufferPointer { d.push(frame: $0, index: i) }
+            return d.lastOnset
+        }
+    }
+
+    func testLevelIsMeanMelMagnitudeInDecibels() {
+        XCTAssertEqual(frame(-40).withUnsafeBufferPointer { OnsetDetector.level($0) }, -40, accuracy: 1e-4)
+        // Mean of the magnitudes, not of the logs: one band 20 dB up, 63 at -60 dB.
+        var f = frame(-60)
+        f[0] = Float(-40 / (20 / log(10.0)))
+        let expected = 20 * log10((0.01 + 63 * 0.001) / 64)
+        XCTAssertEqual(f.withUnsafeBufferPointer { OnsetDetector.level($0) }, expected, accuracy: 1e-4)
+    }
+
+    func testOnsetAfterQuietAndNotDuringASteadySound() {
+        var d = OnsetDetector()
+        // 50 quiet frames at -60 dB, then a source at -30 dB for 100 frames.
+        let out = push(Array(repeating: -60, count: 50) + Array(repeating: -30, count: 100), into: &d)
+        XCTAssertNil(out[49])
+        XCTAssertEqual(out[50], 50)
+        XCTAssertEqual(out[149], 50)          // the steady source is no new onset (the floor rises 2 dB/s only)
+        // A jump of less than 12 dB is no onset.
+        var e = OnsetDetector()
+        XCTAssertNil(push(Array(repeating: -60, count: 30) + Array(repeating: -50, count: 30), into: &e).last!)
+    }
+
+    func testRearmsOnlyAfterQuiet() {
+        var d = OnsetDetector()
+        // Onset at 10; back to quiet for 20 frames (< 30: not re-armed); loud again at 40: still the
+        // onset of frame 10. Then 40 quiet frames re-arm it, and the next sound is an onset.
+        let levels = Array(repeating: -60.0, count: 10) + Array(repeating: -30, count: 10) + Array(repeating: -60, count: 20)
+            + Array(repeating: -30, count: 10) + Array(repeating: -60, count: 40) + Array(repeating: -30, count: 5)
+        let out = push(levels, into: &d)
+        XCTAssertEqual(out[45], 10)
+        XCTAssertEqual(out[90], 90)
+        d.reset()
+        XCTAssertNil(d.lastOnset)
+    }
+
+    func testTiledSpanBounds() {
+        var d = OnsetDetector()
+        _ = push(Array(repeating: -60, count: 100) + Array(repeating: -20, count: 200), into: &d)
+        XCTAssertEqual(d.lastOnset, 100)
+        // From 2 frames before the onset; at least 24 and fewer than 96 frames.
+        XCTAssertNil(d.tiledSpan(endingAt: 120, patchFrames: 96))           // 23 frames
+        XCTAssertEqual(d.tiledSpan(endingAt: 121, patchFrames: 96), 98...121)
+        XCTAssertEqual(d.tiledSpan(endingAt: 192, patchFrames: 96), 98...192)  // 95 frames
+        XCTAssertNil(d.tiledSpan(endingAt: 193, patchFrames: 96))           // 96: the ordinary window is all post-onset
+        XCTAssertNil(d.tiledSpan(endingAt: 90, patchFrames: 96))            // before the onset
+    }
+
+    /// Tiling repeats the segment so that the patch ends with its last frame (np.tile(...)[-96:]).
+    func testTileEndsWithTheNewestFrame() {
+        let bands = 2, n = 40, frames = 96
+        let segment = (0..<(n * bands)).map { Float($0 / bands) }      // frame k holds the value k
+        var patch = [Float](repeating: -1, count: frames * bands)
+        segment.withUnsafeBufferPointer { s in
+            patch.withUnsafeMutableBufferPointer {
+                OnsetDetector.tile(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!, patchFrames: frames)
+            }
+        }
+        // 3 repetitions = 120 frames, the last 96 kept: starts at frame 24 of the first copy.
+        let firstFrames = (0..<frames).map { patch[$0 * bands] }
+        XCTAssertEqual(firstFrames, (24..<120).map { Float($0 % n) })
+        XCTAssertEqual(patch[(frames - 1) * bands + 1], Float(n - 1))
+    }
+
+    func testTrackerFastOn() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.25, smoothingTime: 1.0, minimumOnTime: 0.5,
+                                     holdTime: 0.5, fastOnThreshold: 0.9)
+        var t = try ClassTracker(classCount: 2, configuration: c)
+        t.update(scores: [0, 0], time: 0.1)
+        // Smoothed scores stay low (0.09), but class 0's fast score reaches 0.9: on at once; class 1's 0.85 does not.
+        let scores: [Float] = [1, 1], fast: [Float] = [0.95, 0.85]
+        scores.withUnsafeBufferPointer { s in fast.withUnsafeBufferPointer { t.update(scores: s, fast: $0, time: 0.2) } }
+        XCTAssertTrue(t.isActive(0))
+        XCTAssertFalse(t.isActive(1))
+        XCTAssertLessThan(t.states[0].smoothed, 0.5)
+        // Without fast scores (no onset patch this hop) the rule is the ordinary one.
+        var u = try ClassTracker(classCount: 1, configuration: c)
+        u.update(scores: [0.95], time: 0.1)
+        XCTAssertTrue(u.isActive(0))   // the first update sets smoothed = score
+        XCTAssertThrowsError(try ClassTracker(classCount: 1, configuration: TrackerConfiguration(
+            onThreshold: 0.5, offThreshold: 0.25, smoothingTime: 0, minimumOnTime: 0, holdTime: 0, fastOnThreshold: 1.5)))
+    }
+}
