@@ -1,0 +1,50 @@
+"""The onset path's detector and tiling (training/avgas/presence_onset.py) on the same synthetic
+sequences as Tests/ListeningTests/OnsetTests.swift, so the simulation that chose the settings and
+the Swift OnsetDetector follow the same rules."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from training.avgas import presence_onset as po  # noqa: E402
+
+
+def frames(levels_db):
+    """Log-mel frames whose level is each dB value (all 64 bands equal)."""
+    v = np.asarray(levels_db, np.float64) / (20 / np.log(10))
+    return np.repeat(v[:, None], 64, 1).astype(np.float32)
+
+
+def test_level():
+    assert abs(po.frame_level(frames([-40]))[0] + 40) < 1e-4
+
+
+def test_onset_after_quiet_not_during_steady_sound():
+    lo = po.onsets(po.frame_level(frames([-60] * 50 + [-30] * 100)), **po.DET)
+    assert lo[49] == -1 and lo[50] == 50 and lo[149] == 50
+    lo = po.onsets(po.frame_level(frames([-60] * 30 + [-50] * 30)), **po.DET)
+    assert lo[-1] == -1
+
+
+def test_rearm_after_quiet():
+    lv = [-60] * 10 + [-30] * 10 + [-60] * 20 + [-30] * 10 + [-60] * 40 + [-30] * 5
+    lo = po.onsets(po.frame_level(frames(lv)), **po.DET)
+    assert lo[45] == 10 and lo[90] == 90
+
+
+def test_tiled_span_and_tile():
+    lo = po.onsets(po.frame_level(frames([-60] * 100 + [-20] * 200)), **po.DET)
+    assert lo[150] == 100
+    fr = np.zeros((300, 64), np.float32)
+    fr[:, 0] = np.arange(300)                # band 0 holds the frame index (tiling only)
+    idx, p = po.tiled_patches(fr, lo, np.array([120, 121, 192, 193]), **po.DET)
+    assert list(idx) == [1, 2]               # 23 frames: none; 24..95: yes; 96: the window is all new
+    # hop ending at 121: frames 98..121 (24), tiled to 96 ending with frame 121
+    assert list(p[0, :, 0]) == [98 + k % 24 for k in range(96)]
+    # 95 frames 98..192: 2 copies (190), the last 96 start at copy index 94, i.e. frame 192
+    assert p[1, -1, 0] == 192 and p[1, 0, 0] == 192 and p[1, 1, 0] == 98
