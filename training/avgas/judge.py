@@ -42,9 +42,21 @@ class Judge:
 
     def __init__(self, tensors: dict, meta: dict):
         self.meta = meta
-        self.t = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+        self.t = {k: np.asarray(v, np.float32) for k, v in tensors.items() if not k.startswith("ft.")}
         self.classes = json.loads(meta["classes"])
-        self.v3 = meta.get("format") == "avgas-judge-v3"
+        self.v3 = meta.get("format") in ("avgas-judge-v3", "avgas-judge-v4")
+        # v4: the v3 members plus a fine-tuned EfficientNet-Lite0 top (training/avgas/judge_finetune.py,
+        # tensors "ft.<state-dict name>"); the judge's probability is the mean of the v3 members' mean
+        # and the fine-tuned member's.
+        self.ft = None
+        if meta.get("format") == "avgas-judge-v4":
+            import torch
+            from .judge_finetune import FineTuned
+            self.ft = FineTuned(len(self.classes))
+            self.ft.load({k[3:]: torch.from_numpy(np.array(v, np.float32 if v.dtype.kind == "f" else v.dtype))
+                          for k, v in tensors.items() if k.startswith("ft.")})
+            self.ft_fc = (self.ft.top.fc.weight.detach().numpy().astype(np.float32),
+                          self.ft.top.fc.bias.detach().numpy().astype(np.float32))
         if self.v3:
             from .judge_features import MultiLayerEncoder
             self.members = json.loads(meta["members"])
@@ -61,6 +73,8 @@ class Judge:
         for m, enc in zip(self.members, self.encoders):
             cols = select_columns(m["arch"], m["layers"])
             out += [enc.features(view(images, v))[:, cols] for v in m["views"]]
+        if self.ft is not None:
+            out.append(self.ft.pooled(images))
         return np.concatenate(out, axis=1)
 
     def head(self, feats: np.ndarray) -> np.ndarray:
@@ -76,7 +90,13 @@ class Judge:
             off += d * len(m["views"])
             t = {k.split(".", 1)[1]: v for k, v in self.t.items() if k.startswith(f"m{i}.")}
             probs.append(member_probs(t, m, views))
-        p = np.clip(np.mean(probs, 0), 1e-7, 1 - 1e-7)
+        p = np.mean(probs, 0)
+        if self.ft is not None:
+            w, b = self.ft_fc
+            d = w.shape[1]
+            p_ft = 0.5 * (_softmax(feats[:, off:off + d] @ w.T + b) + _softmax(feats[:, off + d:off + 2 * d] @ w.T + b))
+            p = 0.5 * (p + p_ft)
+        p = np.clip(p, 1e-7, 1 - 1e-7)
         return np.log(p) - np.log1p(-p)
 
     def scores(self, images: np.ndarray) -> np.ndarray:

@@ -76,3 +76,40 @@ def test_v3_file_roundtrip(tmp_path):
     np.testing.assert_allclose(1 / (1 + np.exp(-j.head(f))), s, rtol=1e-4, atol=1e-6)
     # probabilities of the mean of two softmax members sum to 1
     np.testing.assert_allclose(s.sum(1), 1, atol=1e-4)
+
+
+def test_v4_adds_the_finetuned_member(tmp_path):
+    """A v4 file = v3 members + "ft." tensors of a fine-tuned Lite0 top (float16): the judge's
+    probability is the mean of the v3 part and the fine-tuned member's (image + mirror), and
+    sigmoid(head(features)) == scores still holds."""
+    import torch
+    import safetensors_io
+    from training.avgas.judge_finetune import FineTuned
+    from training.avgas.visual import class_names
+    names = class_names()
+    C = len(names)
+    g = np.random.default_rng(2)
+    m = {"arch": "lite0", "norm": "imagenet", "layers": ["head"], "blockl2": False,
+         "views": ["id"], "tta": "feature", "head": {"kind": "softmax", "wd": 1e-3}}
+    tensors = {"m0.feat_mean": np.zeros(1280, np.float32), "m0.feat_std": np.ones(1280, np.float32),
+               "m0.out.weight": g.standard_normal((C, 1280)).astype(np.float32) * 0.01,
+               "m0.out.bias": np.zeros(C, np.float32)}
+    torch.manual_seed(0)
+    ft = FineTuned(C)
+    for k, v in ft.state().items():
+        x = v.numpy()
+        tensors["ft." + k] = x.astype(np.float16) if x.dtype.kind == "f" else x
+    path = tmp_path / "judge_v4.safetensors"
+    safetensors_io.save(path, tensors, {"format": "avgas-judge-v4", "classes": json.dumps(names),
+                                        "members": json.dumps([m]), "finetuned": "{}"})
+    j = J.load_judge(path)
+    imgs = g.integers(0, 255, (2, 96, 96, 3), dtype=np.uint8)
+    s = J.judge_scores(imgs, judge=j)
+    f = j.features(imgs)
+    assert f.shape == (2, 1280 + 2 * 1280)
+    np.testing.assert_allclose(1 / (1 + np.exp(-j.head(f))), s, rtol=1e-4, atol=1e-6)
+    # the fine-tuned part equals FineTuned.probs with the float16-rounded weights
+    ft.load({k: torch.from_numpy(np.array(tensors["ft." + k], np.float32 if tensors["ft." + k].dtype.kind == "f"
+                                          else tensors["ft." + k].dtype)) for k in ft.state()})
+    v3 = J.member_probs({k[3:]: v for k, v in tensors.items() if k.startswith("m0.")}, m, [f[:, :1280]])
+    np.testing.assert_allclose(s, 0.5 * (v3 + ft.probs(imgs)), atol=1e-5)
