@@ -9,9 +9,19 @@ an image classifier on frozen EfficientNet-Lite0 features trained on real train 
 - Per-class image accuracy: judge top-1 of each generated image against its class (averaged
   over images; the per-class breakdown is in the metrics json).
 - Diversity: mean pairwise cosine distance of the judge backbone's pooled features
-  (frozen EfficientNet-Lite0; the judge's own feature vector) between samples for the same embedding and different noise.
+  (frozen EfficientNet-Lite0 1280-d, ImageNet normalisation, mean of the image and its flip: the
+  feature vector of the v1-format judge; with the v3 judge the same vector is read from its Lite0
+  member's id/flip views, not its 21,792-d multi-encoder vector) between samples for the same
+  embedding and different noise.
 - Nearest-training-image distance: cosine distance, in the same feature space, from a sample
-  to its nearest train-split image (real held-out test images give the reference value).
+  to its nearest train-split image (the generator's own train split, latents.npz `splits`; real
+  held-out test images give the reference value).
+
+Test images of the per-image tables (--holdout): "both" (default) = the images in the generator's
+TEST split (latents.npz `splits`: the 638-image split it was trained on) that are also in the
+current data/manifest.csv TEST split (the judge's held-out split), matched by image id; "generator"
+= the generator's TEST split alone (the behaviour before judge v3, whose train split took in some
+of those images). The mixture metrics use the audio TEST mixtures and no image subset.
 
 Mixture inputs: for every mixture, the separator's embedding of each class of C (oracle class
 set, the paper's setting) with its presence probability as weight/score:
@@ -57,18 +67,52 @@ class Judge:
 
     def __init__(self, classes, data_root="data"):
         self.classes = classes
+        self.sha = None
+        self.lite0 = None  # (encoder, member column offset, member width, head columns) of a v3 judge
         try:
             from training.avgas import judge as J
             self.mod = J
             self.model = J.load_judge()
-            self.name = "training/avgas/judge.py (separator issue)"
+            meta = getattr(self.model, "meta", {}) or {}
+            import hashlib
+            self.sha = hashlib.sha256(Path(J.JUDGE_PATH).read_bytes()).hexdigest()[:12]
+            self.version = "v3" if getattr(self.model, "v3", False) else "v1-format"
+            self.name = (f"training/avgas/judge.py load_judge(): Assets/models/judge.safetensors "
+                         f"(format {meta.get('format')}, sha256 {self.sha}; its own test top-1 "
+                         f"{meta.get('test_top1')} on {meta.get('test_n', '?')} images; trained on "
+                         f"{meta.get('trained_on')})")
             jc = getattr(self.model, "classes", None) or getattr(J, "CLASSES", None)
             self.perm = [list(jc).index(c) for c in classes] if jc is not None and list(jc) != list(classes) else None
+            if getattr(self.model, "v3", False):
+                self._find_lite0_member()
         except (ImportError, FileNotFoundError, OSError):
             self.mod = None
             self.perm = None
+            self.version = "fallback"
             self.name = "fallback: logistic regression on EfficientNet-Lite0 features (generator's own, judge.py missing)"
             self._fit_fallback(data_root)
+
+    def _find_lite0_member(self):
+        """Diversity / nearest-train distance are defined on frozen EfficientNet-Lite0 1280-d pooled
+        features (ImageNet input normalisation, mean of the image and its flip): the feature vector of
+        the v1-format judge these metrics were first measured with. A v3 judge's own feature vector is
+        a 21,792-d multi-encoder, multi-view concatenation; the same Lite0 vector is inside it (member
+        'lite0'/'imagenet', views 'id' and 'flip', layer 'head'), so it is read from there."""
+        from training.avgas.judge import select_columns
+        from training.avgas.judge_features import layer_slices
+        off = 0
+        for m, enc in zip(self.model.members, self.model.encoders):
+            cols = select_columns(m["arch"], m["layers"])
+            d = len(cols)
+            if (m["arch"], m["norm"]) == ("lite0", "imagenet") and "head" in m["layers"] \
+                    and {"id", "flip"} <= set(m["views"]):
+                hs = layer_slices("lite0")["head"]
+                head_in_member = np.flatnonzero((cols >= hs.start) & (cols < hs.stop))
+                self.lite0 = (enc, off, d, [m["views"].index("id"), m["views"].index("flip")], head_in_member, hs)
+                return
+            off += d * len(m["views"])
+        raise RuntimeError("v3 judge without a Lite0/imagenet member with id+flip views and the head layer: "
+                           "the diversity / nearest-train feature space is not available")
 
     def _fit_fallback(self, data_root):
         from training.avgas import visual
@@ -98,11 +142,15 @@ class Judge:
         from scipy.special import expit
         return expit(self.model.head(f))
 
+    @staticmethod
+    def _keys(imgs_u8):
+        import hashlib
+        return [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in imgs_u8]
+
     def _run(self, imgs_u8):
         """Backbone features once per distinct image (cached by content hash)."""
-        import hashlib
         cache = self.__dict__.setdefault("_cache", {})
-        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in imgs_u8]
+        keys = self._keys(imgs_u8)
         todo = [i for i, k in enumerate(keys) if k not in cache]
         for b in range(0, len(todo), 32):
             ii = todo[b:b + 32]
@@ -111,12 +159,36 @@ class Judge:
                 cache[keys[i]] = fi
         return np.stack([cache[k] for k in keys]) if keys else np.zeros((0, 1))
 
+    def _lite0_from_full(self, f):
+        _, off, d, (vi, vf), head, _ = self.lite0
+        a = f[:, off + vi * d + head]
+        b = f[:, off + vf * d + head]
+        return 0.5 * (a + b)
+
+    def _lite0(self, imgs_u8):
+        """The Lite0 1280-d feature vector of a v3 judge: taken from the judge's full features when they
+        are cached (images already scored), else computed alone (Lite0 on the two views: cheap)."""
+        from training.avgas.judge_features import view
+        full = self.__dict__.setdefault("_cache", {})
+        light = self.__dict__.setdefault("_cache_lite0", {})
+        keys = self._keys(imgs_u8)
+        todo = [i for i, k in enumerate(keys) if k not in full and k not in light]
+        enc, hs = self.lite0[0], self.lite0[5]
+        for b in range(0, len(todo), 32):
+            ii = todo[b:b + 32]
+            x = np.stack([imgs_u8[i] for i in ii])
+            f = 0.5 * (enc.features(view(x, "id"))[:, hs] + enc.features(view(x, "flip"))[:, hs])
+            for i, fi in zip(ii, f):
+                light[keys[i]] = fi
+        out = [self._lite0_from_full(full[k][None])[0] if k in full else light[k] for k in keys]
+        return np.stack(out) if out else np.zeros((0, 1280), np.float32)
+
     def scores(self, imgs_u8):
         s = np.asarray(self._head(self._run(imgs_u8)))
         return s[:, self.perm] if self.perm is not None else s
 
     def features(self, imgs_u8):
-        f = self._run(imgs_u8)
+        f = self._lite0(imgs_u8) if self.lite0 is not None else self._run(imgs_u8)
         return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-8)
 
 
@@ -253,6 +325,11 @@ def main(argv=None):
     ap.add_argument("--max-mixtures", type=int, default=0)
     ap.add_argument("--per-class-exemplars", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 test images, 5 mixtures per set")
+    ap.add_argument("--holdout", choices=HOLDOUTS, default="both",
+                    help="test images of the per-image tables: 'both' (default) = in the generator's TEST split "
+                         "(latents.npz `splits`, the split it was trained on) AND in the current data/manifest.csv "
+                         "TEST split (the judge's held-out split); 'generator' = the generator's TEST split only "
+                         "(the behaviour before judge v3)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.time()
@@ -277,17 +354,16 @@ def main(argv=None):
 
     plot_losses(run, rep / "generator_losses.png")
 
-    # real images and their features
-    rows = data.image_rows(args.data)
-    ids = [r["id"] for r in rows]
-    assert list(L["ids"]) == ids, "latents cache and manifest disagree; re-run the latents stage"
+    # real images and their features; the generator's images are matched to the manifest by id
+    rows, split, cur = match_splits(L, data.image_rows(args.data))
+    M["holdout"] = holdout_info(L, rows, split, cur, args.holdout, data.image_rows(args.data))
+    print(format_overlap(M["holdout"]), flush=True)
     imgs = data.load_images(args.data, rows)
-    split = L["splits"]
-    tr, te = split == "train", split == "test"
+    tr = split == "train"          # "train" for nearest-train distance: the generator's own train split
+    te = (split == "test") & (cur == "test") if args.holdout == "both" else split == "test"
     log('F_real = feats(imgs)')
-    F_real = np.zeros((len(imgs), feats(imgs[:1]).shape[1]), np.float32)
-    need = np.flatnonzero(tr | te)
-    F_real[need] = feats(imgs[need])
+    # every image of the generator's split (the diversity reference draws from all of them)
+    F_real = feats(imgs).astype(np.float32)
     F_tr = F_real[tr]
     test_idx = np.flatnonzero(te)
     if args.quick:
@@ -305,6 +381,8 @@ def main(argv=None):
     s_real = judge.scores(imgs[test_idx])
     acc_real, _ = top1_acc(s_real, test_cls, classes)
     M["judge_real_test_top1"] = acc_real
+    M["n_test_images"] = int(len(test_idx))
+    M["n_test_classes"] = int(len(set(test_cls)))
 
     # reconstruction (autoencoder ceiling)
     with torch.no_grad():
@@ -388,8 +466,91 @@ def main(argv=None):
     mix = mixture_eval(args, gen, judge, feats, classes, layers, M, nn_dist, rep)
 
     decide_default_and_targets(M)
+    M["label"] = (f"judge {judge.version} ({judge.sha}), test images: {M['holdout']['description']} "
+                  f"({M['n_test_images']})")
+    M["judge_sha"] = judge.sha
+    M["history"] = carry_history(rep / "generator_metrics.json", M)
     json.dump(M, open(rep / "generator_metrics.json", "w"), indent=1)
     write_report(rep, M, cfg, mix, time.time() - t_start)
+
+
+HOLDOUTS = ("both", "generator")
+SPLITS = ("train", "val", "test")
+# The report's numbers before judge v3 (generator_metrics.json of commit 224b4e6 has no label).
+LEGACY_LABEL = ("judge of commit 7da9b67 (file format avgas-judge-v1, Lite0 features; 0.653 top-1 on the 98 test "
+                "images of the 638-image split), test images: the generator's TEST split (98)")
+
+
+def match_splits(L, manifest_rows):
+    """The generator's images (latents.npz ids, in its order) -> (manifest rows, the generator's split,
+    the current manifest split). Matched by image id; every id must be in the manifest with the same class."""
+    byid = {r["id"]: r for r in manifest_rows}
+    ids = [str(i) for i in L["ids"]]
+    missing = [i for i in ids if i not in byid]
+    assert not missing, f"{len(missing)} latents ids not in data/manifest.csv (e.g. {missing[:3]}); re-run the latents stage"
+    rows = [byid[i] for i in ids]
+    bad = [i for i, r, c in zip(ids, rows, L["classes"]) if r["class"] != str(c)]
+    assert not bad, f"class differs between latents.npz and the manifest for {bad[:3]}"
+    return rows, np.array([str(s) for s in L["splits"]]), np.array([r["split"] for r in rows])
+
+
+def holdout_info(L, rows, split, cur, mode, manifest_rows):
+    """The old x new split table and the chosen test set's description."""
+    ids = {r["id"] for r in rows}
+    table = {o: {n: int(((split == o) & (cur == n)).sum()) for n in SPLITS} for o in SPLITS}
+    table["not in the generator's data"] = {n: sum(1 for r in manifest_rows if r["id"] not in ids and r["split"] == n)
+                                            for n in SPLITS}
+    desc = ("in the generator's TEST split and in the current manifest's TEST split" if mode == "both"
+            else "the generator's TEST split")
+    return {"mode": mode, "description": desc, "overlap": table, "n_generator": int(len(rows)),
+            "n_manifest": int(len(manifest_rows)), "matched_by": "image id (latents.npz ids = manifest id)"}
+
+
+def format_overlap(H):
+    out = ["generator split (rows) x current manifest split (columns), matched by image id:",
+           "            " + "".join(f"{n:>8}" for n in SPLITS)]
+    for o, r in H["overlap"].items():
+        out.append(f"{o[:12]:>12}" + "".join(f"{r[n]:>8}" for n in SPLITS))
+    return "\n".join(out)
+
+
+def summary_for_history(P):
+    """The figures a later run's report compares against (from a previous generator_metrics.json)."""
+    mx = {k: {m: v[m] for m in ("crs2", "r2", "crs3") if m in v}
+          for k, v in P.get("mixtures", {}).items() if isinstance(v, dict) and "crs2" in v}
+    return {"label": P.get("label", LEGACY_LABEL), "judge": P.get("judge"), "judge_sha": P.get("judge_sha"),
+            "n_test_images": P.get("n_test_images"),
+            "judge_real_test_top1": P.get("judge_real_test_top1"),
+            "judge_ae_reconstruction_top1": P.get("judge_ae_reconstruction_top1"),
+            "real_embeddings": {k: {"top1": v["top1"], "nn_dist": v.get("nn_dist")}
+                                for k, v in P.get("real_embeddings", {}).items()},
+            "real_test_nn_dist": P.get("real_test_nn_dist"),
+            "separated": {k: {"top1": v["top1"], "nn_dist": v.get("nn_dist")} for k, v in P.get("separated", {}).items()
+                          if isinstance(v, dict) and "top1" in v},
+            "diversity": P.get("diversity", {}), "mixtures": mx,
+            "n_mixtures": {str(k): v for k, v in (P.get("mixtures", {}).get("n_mixtures") or {}).items()} or None,
+            "default_mode": P.get("default", {}).get("mode"), "targets": P.get("targets", [])}
+
+
+def carry_history(path, M):
+    """History of earlier runs measured with another judge or another test set: the previous
+    metrics file's history, plus the previous run itself when its judge or test set differs."""
+    if not Path(path).exists():
+        return []
+    try:
+        P = json.load(open(path))
+    except (OSError, ValueError):
+        return []
+    hist = list(P.get("history", []))
+    same = (P.get("judge_sha") == M.get("judge_sha") and P.get("holdout", {}).get("mode") == M["holdout"]["mode"]
+            and P.get("n_test_images") == M.get("n_test_images"))
+    if not same and "real_embeddings" in P:
+        s = summary_for_history(P)
+        if P.get("label") is None:  # the legacy file (LEGACY_LABEL): the generator's TEST split, 98 images
+            s["n_test_images"] = 98
+            s["n_mixtures"] = {"1": 100, "2": 100, "3": 60}
+        hist.append(s)
+    return hist
 
 
 def decide_default_and_targets(M):

@@ -35,6 +35,10 @@ class Separated:
         sc = json.loads(self.sep_meta["classes"])
         assert sc == list(classes), "separator class order differs from Assets/classes.json"
 
+    def outputs_ids(self, n_src, limit=0):
+        ids = self.z[f"ids{n_src}"] if f"ids{n_src}" in self.z.files else []
+        return list(ids[:limit] if limit else ids)
+
     @torch.no_grad()
     def outputs(self, n_src, limit=0):
         z = self.z
@@ -140,9 +144,13 @@ def evaluate(sep, gen, judge, feats, classes, layers, M, nn_dist, rep, limit=0):
         sep_res[k] = {"top1": acc, "per_class": per, "nn_dist": float(d.mean()), "n": len(labs)}
     M["separated"] = sep_res
     M["mixtures"] = mixed
-    M["mixtures"]["note"] = ("Mixtures are the dataset's fixed TEST mixtures (data/mixtures/eval_2src: all 100, "
-                             "eval_3src: the first 60, evaluation budget); per-class accuracy of teacher and "
-                             "student 1/2 steps from separated embeddings uses the 100 one-source mixtures only; "
+    n_used = {k: len(sep.outputs_ids(k, limit or (60 if k == 3 else 0))) for k in (1, 2, 3)}
+    M["mixtures"]["n_mixtures"] = n_used
+    M["mixtures"]["note"] = (f"Mixtures are the dataset's fixed TEST mixtures (the first {n_used[1]} one-source, "
+                             f"{n_used[2]} two-source (data/mixtures/eval_2src) and {n_used[3]} three-source "
+                             f"(eval_3src) ones{'; --max-mixtures ' + str(limit) if limit else ''}; evaluation "
+                             "budget); per-class accuracy of teacher and "
+                             f"student 1/2 steps from separated embeddings uses the {n_used[1]} one-source mixtures only; "
                              "separated embeddings of the mixture's own classes (oracle class set) with the "
                              "separator's presence probabilities as weights (paper-style) and scores (composed).")
     # grid: per example mixture, per-class images then the four mixed images
