@@ -224,7 +224,7 @@ public final class LogMelStream: @unchecked Sendable {
 
     /// Copies frame number `index` (absolute, must be within the history) into `out` [melBands].
     public func frame(_ index: Int, into out: UnsafeMutablePointer<Float>) {
-        precondition(index < framesProduced && index >= framesProduced - historyFrames, "frame not in history")
+        precondition(index >= 0 && index < framesProduced && index >= framesProduced - historyFrames, "frame not in history")
         let slot = index % historyFrames
         history.withUnsafeBufferPointer { h in
             out.update(from: h.baseAddress! + slot * config.melBands, count: config.melBands)

@@ -187,11 +187,16 @@ public final class Analyzer {
         try publish(scene)
     }
 
-    /// Copies frames `range` (absolute indices, within the stream's history) into `out` [count][melBands].
+    /// Copies frames `range` (absolute indices) into `out` [count][melBands]. Rows whose frame does
+    /// not exist (before the first frame: a skip right after start-up realigns hops to end before
+    /// 96 frames were produced) are left as they were, like the patch rows before a gap.
     private func copyFrames(_ range: ClosedRange<Int>, into out: inout [Float]) {
         let bands = config.melBands
+        let oldest = max(0, stream.framesProduced - stream.historyFrames)
         out.withUnsafeMutableBufferPointer { o in
-            for (k, i) in range.enumerated() { stream.frame(i, into: o.baseAddress! + k * bands) }
+            for (k, i) in range.enumerated() where i >= oldest {
+                stream.frame(i, into: o.baseAddress! + k * bands)
+            }
         }
     }
 
