@@ -259,7 +259,9 @@ def class_scores(logits, W):
 def track(scores, times, cfg, fast_scores=None):
     """ClassTracker over [P, C] scores at `times` -> active [P, C] bool (Tracker.swift rules).
     Experiments: cfg["fast"] turns a class on at once when its raw score reaches it; with
-    `fast_scores` ([P, C], e.g. a short-window detector) that score is compared instead."""
+    `fast_scores` ([P, C], e.g. a short-window detector) that score is compared instead. A row of
+    `scores` that is all NaN is an extra evaluation between hops (training/avgas/presence_onset.py
+    --subfast): there only the fast rule runs (no smoothing update, nothing turns off)."""
     P, C = scores.shape
     on, off = np.float32(cfg["on"]), np.float32(cfg["off"])
     sm = np.zeros(C, np.float32)
@@ -271,6 +273,14 @@ def track(scores, times, cfg, fast_scores=None):
     last = None
     for i in range(P):
         t = times[i]
+        if np.isnan(scores[i]).all():
+            if cfg.get("fast") is not None and fast_scores is not None:
+                turn_on = ~act & (fast_scores[i] >= np.float32(cfg["fast"]))
+                since[turn_on] = t
+                above[turn_on] = t
+                act = act | turn_on
+            out[i] = act
+            continue
         if last is None:
             a = np.float32(1)
         else:

@@ -205,45 +205,6 @@ def onset_windows(split, scenes, seed, det=None):
     return z
 
 
-def track_subfast(scores, times, cfg, fast_scores=None):
-    """tune_listening.track, except that rows whose ordinary scores are all NaN are mid-hop onset
-    evaluations: there only the fast-on rule runs (no smoothing update, nothing turns off)."""
-    P, C = scores.shape
-    on, off = np.float32(cfg["on"]), np.float32(cfg["off"])
-    sm = np.zeros(C, np.float32)
-    act = np.zeros(C, bool)
-    since = np.zeros(C)
-    above = np.zeros(C)
-    out = np.zeros((P, C), bool)
-    last = None
-    for i in range(P):
-        t = times[i]
-        f = fast_scores[i] if fast_scores is not None else None
-        if np.isnan(scores[i]).all():
-            if f is not None and cfg.get("fast") is not None:
-                turn_on = ~act & (f >= np.float32(cfg["fast"]))
-                since[turn_on] = t
-                above[turn_on] = t
-                act = act | turn_on
-            out[i] = act
-            continue
-        a = np.float32(1) if last is None else (np.float32(1 - np.exp(-max(0.0, t - last) / cfg["smooth"]))
-                                                if cfg["smooth"] > 0 else np.float32(1))
-        x = np.clip(np.nan_to_num(scores[i], nan=0, posinf=0, neginf=0), 0, 1).astype(np.float32)
-        sm = (sm + a * (x - sm)).astype(np.float32)
-        turn_on = ~act & (sm >= on)
-        if f is not None and cfg.get("fast") is not None:
-            turn_on |= ~act & (f >= np.float32(cfg["fast"]))
-        stay = act & (sm >= off)
-        turn_off = act & (sm < off) & (t - above >= cfg["hold"] - 1e-9) & (t - since >= cfg["min_on"] - 1e-9)
-        since[turn_on] = t
-        above[turn_on | stay] = t
-        act = (act | turn_on) & ~turn_off
-        out[i] = act
-        last = t
-    return out
-
-
 def cmd_study(a):
     names, _, W = tl.load_vocab(str(pres.ROOT / "Assets/classes.json"))
     net, _ = pres.chosen_head()
@@ -279,9 +240,8 @@ def cmd_study(a):
         if a.subfast:       # mid-hop rows (odd 5-frame indices) only run the fast-on rule
             def sc(c, v, step):
                 x = scorer(c, v, step).copy()
-                x[c[f"hops_{v}"] % 2 == 1] = np.nan
+                x[c[f"hops_{v}"] % 2 == 1] = np.nan   # tune_listening.track: fast rule only
                 return x
-            tl.track = track_subfast
         if a.mix:           # the tracker's input is max(window score, tiled score)
             def sc(c, v, step):
                 return np.maximum(scorer(c, v, step), c[f"tile_{v}"])
