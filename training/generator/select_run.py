@@ -1,0 +1,73 @@
+"""Compare generator runs on VALIDATION images, so a run can be chosen before the test look.
+
+    python -m training.generator.select_run training/runs/generator training/runs/generator_long
+
+For every run: judge top-1 (the separator issue's judge, training/avgas/judge.py) of the images
+drawn from the real-image embeddings of the doubly held-out validation images (in the run's own
+VAL split, latents.npz `splits`, and in the current data/manifest.csv VAL split: neither the
+generator nor the judge trained on them), for the teacher (16 Euler steps, guidance 2.5), the
+student at 1, 2 and 4 steps and the retrieval mode (the live default: exemplar re-noised at
+strength 0.4, 2 student steps). Same noise seeds and exemplar bank rules as evaluate.py. Writes a
+JSON per run next to it (<run>/select_val.json) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .evaluate import Gen, Judge, RET, match_splits, to_uint8, top1_acc
+
+
+def evaluate_run(run, judge, classes, data_root):
+    run = Path(run)
+    cfg = json.load(open(run / "config.json"))
+    gen = Gen(run, cfg)
+    L = gen.L
+    from .export import select_exemplars
+    sel = select_exemplars(L, classes, 4)
+    gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
+    rows, split, cur = match_splits(L, data.image_rows(data_root))
+    idx = np.flatnonzero((split == "val") & (cur == "val"))
+    cls = [str(L["classes"][i]) for i in idx]
+    cidx = np.array([classes.index(c) for c in cls])
+    emb = torch.from_numpy(L["emb"][idx])
+    modes = {
+        "teacher (16 steps, guidance 2.5)": gen.teacher_imgs(emb, 1),
+        "student 1 step": gen.student_imgs(emb, 1, 1),
+        "student 2 steps": gen.student_imgs(emb, 1, 2),
+        "student 4 steps": gen.student_imgs(emb, 1, 4),
+        RET: gen.retrieval_imgs(emb, cidx, 1)[0],
+    }
+    out = {"run": str(run), "n_val_images": int(len(idx)), "n_val_classes": int(len(set(cls)))}
+    for name, im in modes.items():
+        out[name] = top1_acc(judge.scores(to_uint8(im)), cls, classes)[0]
+    json.dump(out, open(run / "select_val.json", "w"), indent=1)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--classes", default="Assets/classes.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    classes, _ = data.load_classes(args.classes)
+    judge = Judge(classes, args.data)
+    res = [evaluate_run(r, judge, classes, args.data) for r in args.runs]
+    keys = [k for k in res[0] if k not in ("run", "n_val_images", "n_val_classes")]
+    print("| mode | " + " | ".join(r["run"] for r in res) + " |")
+    print("|---|" + "---:|" * len(res))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(f"{r[k]:.3f}" for r in res) + " |")
+    print(f"val images: {res[0]['n_val_images']} of {res[0]['n_val_classes']} classes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
