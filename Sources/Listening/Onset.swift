@@ -15,14 +15,39 @@ import Foundation
 /// - `preFrames` 2: the tiled segment starts 20 ms before the onset frame (the attack);
 /// - `minimumFrames` 24: no tiled patch from less than 0.24 s of audio (YAMNet names little from
 ///   shorter pieces; on val 16 frames gave the same latency with more wrong classes).
+/// - `fill` `.both`: the post-onset frames fill one patch repeated end to end and one mirrored
+///   (forward and time-reversed copies alternating), and a class takes the larger of its two
+///   tiled scores. On val (fifth session) the share of detected clips heard within 0.4 s rose from
+///   0.26 to 0.37 (class-balanced) at equal recall, 0.97 vs 0.95 wrong classes per clip.
 public struct OnsetConfiguration: Sendable, Equatable, Codable {
     public var jumpDB: Double = 12
     public var riseDBPerFrame: Double = 0.02
     public var rearmFrames = 30
     public var preFrames = 2
     public var minimumFrames = 24
+    public var fill: OnsetFill = .both
 
     public init() {}
+}
+
+/// How the frames since an onset fill a whole patch (`OnsetDetector.fill`).
+public enum OnsetFill: String, Sendable, Equatable, Codable, CaseIterable {
+    /// The segment end to end (numpy: np.tile).
+    case repeated = "repeat"
+    /// Forward and time-reversed copies alternating, the last one forward: no seam jumps from the
+    /// newest frame back to the onset.
+    case mirrored = "mirror"
+    /// Both patches; each class takes the larger of the two scores (two YAMNet forwards).
+    case both
+
+    /// The single fills (`mirrored` flags) whose patches are scored.
+    public var patches: [Bool] {
+        switch self {
+        case .repeated: return [false]
+        case .mirrored: return [true]
+        case .both: return [false, true]
+        }
+    }
 }
 
 /// A causal onset detector over log-mel frames, and the span of frames a tiled patch is made of.
@@ -94,11 +119,22 @@ public struct OnsetDetector: Sendable {
     /// that the patch ends with the segment's last frame (numpy: np.tile(segment, reps)[-patchFrames:]).
     public static func tile(segment: UnsafePointer<Float>, count: Int, bands: Int,
                             into patch: UnsafeMutablePointer<Float>, patchFrames: Int) {
-        precondition(count > 0, "OnsetDetector.tile: empty segment")
+        fill(segment: segment, count: count, bands: bands, into: patch, patchFrames: patchFrames, mirrored: false)
+    }
+
+    /// Like `tile`, or with `mirrored` the copies alternate forward and time-reversed, the last
+    /// (newest) one forward (presence_onset.py `fill(seg, "mirror")`): copy k of the reps counted
+    /// from the end is reversed when k is odd.
+    public static func fill(segment: UnsafePointer<Float>, count: Int, bands: Int,
+                            into patch: UnsafeMutablePointer<Float>, patchFrames: Int, mirrored: Bool) {
+        precondition(count > 0, "OnsetDetector.fill: empty segment")
         let reps = (patchFrames + count - 1) / count
         let base = reps * count - patchFrames
         for j in 0..<patchFrames {
-            (patch + j * bands).update(from: segment + ((base + j) % count) * bands, count: bands)
+            let c = base + j
+            let r = c % count
+            let reversed = mirrored && (reps - 1 - c / count) % 2 == 1
+            (patch + j * bands).update(from: segment + (reversed ? count - 1 - r : r) * bands, count: bands)
         }
     }
 }

@@ -37,10 +37,12 @@ public final class Analyzer {
     /// The onset path (when the listener's tracker uses it): onsets out of quiet, and for the
     /// hops soon after one, a tiled patch of the audio since the onset (`OnsetDetector`).
     private var onsets: OnsetDetector?
-    private var tiled: [Float]               // [patchFrames][melBands]
+    private var tiled: [[Float]]             // per fill (OnsetFill.patches): [patchFrames][melBands]
     private var segment: [Float]             // [patchFrames - 1][melBands]
-    private var fast: [Float] = []           // [classes]
-    /// Tiled patches of the hops waiting in a batch: (index in `pending`, [patchFrames * melBands]).
+    private var fast: [Float] = []           // [classes]: the larger of the fills' scores
+    private var fastOne: [Float] = []        // [classes]: one fill's scores
+    /// Tiled patches of the hops waiting in a batch: (index in `pending`, [patchFrames * melBands]),
+    /// one entry per fill.
     private var pendingTiled: [(hop: Int, patch: [Float])] = []
     /// Samples consumed or skipped since the start: the stream clock.
     public private(set) var streamSamples = 0
@@ -82,9 +84,10 @@ public final class Analyzer {
         self.events = events
         patch = [Float](repeating: 0, count: config.patchFrames * config.melBands)
         frame = [Float](repeating: 0, count: config.melBands)
-        tiled = patch
         segment = [Float](repeating: 0, count: (config.patchFrames - 1) * config.melBands)
-        onsets = listener?.usesOnsetPath == true ? OnsetDetector() : nil
+        let detector: OnsetDetector? = listener?.usesOnsetPath == true ? OnsetDetector() : nil
+        onsets = detector
+        tiled = [[Float]](repeating: patch, count: detector?.configuration.fill.patches.count ?? 0)
         if let listener { lastScene.scores = [Float](repeating: 0, count: listener.vocabulary.count) }
     }
 
@@ -159,15 +162,18 @@ public final class Analyzer {
             if let span {
                 timings.tiledPatches += 1
                 copyFrames(span, into: &segment)
+                let fills = onsets!.configuration.fill.patches
                 segment.withUnsafeBufferPointer { seg in
-                    tiled.withUnsafeMutableBufferPointer {
-                        OnsetDetector.tile(segment: seg.baseAddress!, count: span.count, bands: config.melBands,
-                                           into: $0.baseAddress!, patchFrames: config.patchFrames)
+                    for (k, mirrored) in fills.enumerated() {
+                        tiled[k].withUnsafeMutableBufferPointer {
+                            OnsetDetector.fill(segment: seg.baseAddress!, count: span.count, bands: config.melBands,
+                                               into: $0.baseAddress!, patchFrames: config.patchFrames, mirrored: mirrored)
+                        }
                     }
                 }
             }
             if batchHops > 0 {
-                if span != nil { pendingTiled.append((pending.count, tiled)) }
+                if span != nil { for p in tiled { pendingTiled.append((pending.count, p)) } }
                 pending.append(scene)
                 pendingPatches.append(contentsOf: patch)
                 if pending.count >= batchHops { try flush() }
@@ -175,7 +181,13 @@ public final class Analyzer {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             do {
-                if span != nil { try tiled.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &fast) } }
+                if span != nil {
+                    for (k, p) in tiled.enumerated() {
+                        try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &fastOne) }
+                        if fast.count != fastOne.count { fast = [Float](repeating: 0, count: fastOne.count) }
+                        for c in fast.indices { fast[c] = k == 0 ? fastOne[c] : max(fast[c], fastOne[c]) }
+                    }
+                }
                 let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, fast: span == nil ? nil : fast, time: time) }
                 scene.active = r.active
                 scene.scores = r.smoothed
@@ -185,6 +197,11 @@ public final class Analyzer {
             timings.backbone += seconds(since: t0)
         }
         try publish(scene)
+    }
+
+    /// a[i] = max(a[i], b[i]): the onset path's fills combined class by class.
+    private static func maxInPlace(_ a: inout [Float], _ b: [Float]) {
+        for i in a.indices { a[i] = max(a[i], b[i]) }
     }
 
     /// Copies frames `range` (absolute indices) into `out` [count][melBands]. Rows whose frame does
@@ -278,7 +295,7 @@ public final class Analyzer {
             for (i, p) in pendingTiled {
                 var out = [Float](repeating: 0, count: classes)
                 try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &out) }
-                fastByHop[i] = out
+                if fastByHop[i] == nil { fastByHop[i] = out } else { Self.maxInPlace(&fastByHop[i]!, out) }
             }
         } catch {
             throw AvgasError("the listening model failed: \(error)", status: .software)

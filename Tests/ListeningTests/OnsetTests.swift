@@ -75,6 +75,38 @@ final class OnsetTests: XCTestCase {
         XCTAssertEqual(patch[(frames - 1) * bands + 1], Float(n - 1))
     }
 
+    /// Mirrored fill: copies alternate forward / reversed, the newest copy forward, so there is no
+    /// seam from the newest frame back to the onset (presence_onset.py fill(seg, "mirror"):
+    /// for 5 frames into 12, [3 4 | 4 3 2 1 0 | 0 1 2 3 4]).
+    func testMirroredFill() {
+        let bands = 3, n = 5, frames = 12
+        let segment = (0..<(n * bands)).map { Float($0 / bands) }
+        var patch = [Float](repeating: -1, count: frames * bands)
+        segment.withUnsafeBufferPointer { s in
+            patch.withUnsafeMutableBufferPointer {
+                OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
+                                   patchFrames: frames, mirrored: true)
+            }
+        }
+        XCTAssertEqual((0..<frames).map { patch[$0 * bands] }, [3, 4, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4])
+        XCTAssertEqual((0..<frames).map { patch[$0 * bands + bands - 1] }, [3, 4, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4])
+        // Not mirrored, `fill` is `tile`.
+        var repeated = patch, tiled = patch
+        segment.withUnsafeBufferPointer { s in
+            repeated.withUnsafeMutableBufferPointer {
+                OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
+                                   patchFrames: frames, mirrored: false)
+            }
+            tiled.withUnsafeMutableBufferPointer {
+                OnsetDetector.tile(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!, patchFrames: frames)
+            }
+        }
+        XCTAssertEqual(repeated, tiled)
+        XCTAssertEqual((0..<frames).map { repeated[$0 * bands] }, [3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+        XCTAssertEqual(OnsetConfiguration().fill, .both)
+        XCTAssertEqual(OnsetFill.both.patches, [false, true])
+    }
+
     func testTrackerFastOn() throws {
         let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.25, smoothingTime: 1.0, minimumOnTime: 0.5,
                                      holdTime: 0.5, fastOnThreshold: 0.9)
