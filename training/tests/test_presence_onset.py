@@ -48,3 +48,17 @@ def test_tiled_span_and_tile():
     assert list(p[0, :, 0]) == [98 + k % 24 for k in range(96)]
     # 95 frames 98..192: 2 copies (190), the last 96 start at copy index 94, i.e. frame 192
     assert p[1, -1, 0] == 192 and p[1, 0, 0] == 192 and p[1, 1, 0] == 98
+
+
+def test_fills_match_the_swift_rules():
+    """OnsetDetector.fill (Swift, OnsetTests.testMirroredFill): 5 frames into 12."""
+    seg = np.repeat(np.arange(5, dtype=np.float32)[:, None], 3, 1)
+    P = po.frontend.PATCH_FRAMES
+    mirror = po.fill(seg, "mirror")
+    repeat = po.fill(seg, "repeat")
+    assert mirror.shape == repeat.shape == (P, 3)
+    assert mirror[-12:, 0].tolist() == [3, 4, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4]
+    assert repeat[-12:, 0].tolist() == [3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
+    assert mirror[-1, 0] == repeat[-1, 0] == 4          # both end with the newest frame
+    st = po.fill(seg, "stretch")
+    assert st[0, 0] == 0 and st[-1, 0] == 4 and np.all(np.diff(st[:, 0]) >= 0)
