@@ -330,8 +330,9 @@ def main(argv=None):
                          "(latents.npz `splits`, the split it was trained on) AND in the current data/manifest.csv "
                          "TEST split (the judge's held-out split); 'generator' = the generator's TEST split only "
                          "(the behaviour before judge v3)")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     t_start = time.time()
 
     def log(what):

@@ -56,8 +56,9 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--data", default="data")
     ap.add_argument("--classes", default="Assets/classes.json")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     classes, _ = data.load_classes(args.classes)
     judge = Judge(classes, args.data)
     res = [evaluate_run(r, judge, classes, args.data) for r in args.runs]

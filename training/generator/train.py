@@ -36,12 +36,16 @@ CONFIGS = {
     "full": dict(
         latent_ch=8, emb_dim=128, width=48, width2=96, cond_dim=192, groups=8,
         fourier_freqs=[0.5, 1, 2, 4, 8, 16, 32, 64], dec_ch=[64, 48, 24, 12],
-        # the shipped run's values (it was shortened mid-run to fit a shared 2-core machine: the
-        # autoencoder's and teacher's cosine schedules were first laid out for 4000 / 4500 steps)
+        # the shipped run's values. History: the autoencoder and a first teacher were shortened
+        # mid-run to fit a shared 2-core machine (cosine schedules first laid out for 4000 / 4500
+        # steps, stopped at 2600); the shipped teacher is that 2600-step checkpoint resumed with
+        # teacher_steps=13600 (the schedule restarts at about 0.8 x the peak rate and decays over
+        # the extension; training/reports/generator_notes.md, "a longer teacher"), then 1536 pairs
+        # and a 1200-step student. A fresh run with these values has one schedule over 13600 steps.
         ae_steps=2600, ae_batch=32, ae_crop=64, ae_lr=1e-3, ae_noise=0.1, ae_zreg=1e-3,
-        teacher_steps=2600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
-        pairs=768, pair_steps=8, guidance=2.5,
-        student_steps=600, student_batch=64, student_lr=1e-4, p_real=0.25,
+        teacher_steps=13600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
+        pairs=1536, pair_steps=8, guidance=2.5,
+        student_steps=1200, student_batch=64, student_lr=1e-4, p_real=0.25,
         threads=1, ckpt_every=200, log_every=25,
     ),
     # CI smoke test: a couple of minutes on one core, no real dataset needed
