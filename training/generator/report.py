@@ -50,7 +50,7 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
                  f"FLOP = 2 x multiply-adds + elementwise ops; {fl['step_flop'] / 2e9 * 2:.3f} G including "
                  f"{(fl['denoiser_mac'] + fl['decoder_mac']) / 1e6:.1f} M MACs). Target <= 0.5.")
     if times:
-        L.append("- Training time on this machine (1 thread, beside the separator's training): " +
+        L.append("- Training time on this machine (one core; the autoencoder and the first 2,600 teacher steps beside the separator's training): " +
                  ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) +
                  f"; total {sum(times.values()) / 60:.1f} min. Evaluation took {seconds / 60:.1f} min.")
     L.append("\n![losses](generator_losses.png)\n")
