@@ -248,15 +248,19 @@ public final class Analyzer {
         let classes = listener.vocabulary.count
         let d = listener.separator?.shape(of: "embeddings")?.last ?? 0
         let patchCount = listener.yamnet.patchCount
-        // Results [n, classes] and [n, classes * d], written by the two workers at disjoint rows.
-        var scoreStore = [Float](repeating: 0, count: n * classes)
-        var embStore = [Float](repeating: 0, count: max(1, n * classes * d))
+        // The onset path's tiled patches (a few hops after each onset) go into the same batch,
+        // after the n windows: row n + k holds pendingTiled[k]'s scores.
+        for (_, p) in pendingTiled { pendingPatches.append(contentsOf: p) }
+        let rows = n + pendingTiled.count
+        // Results [rows, classes] and [rows, classes * d], written by the two workers at disjoint rows.
+        var scoreStore = [Float](repeating: 0, count: rows * classes)
+        var embStore = [Float](repeating: 0, count: max(1, rows * classes * d))
         let failure = Mutex<String?>(nil)
         let engines = self.engines
         let vocabulary = listener.vocabulary, presence = listener.presence, head = listener.head
         // Work sharing: the workers take chunks of hops in order from a shared counter, so a
         // worker that the scheduler delays (a loaded machine) leaves more chunks to the other.
-        let chunk = max(1, min(Self.forwardBatch, (n + 3) / 4))
+        let chunk = max(1, min(Self.forwardBatch, (rows + 3) / 4))
         let next = Atomic<Int>(0)
         pendingPatches.withUnsafeBufferPointer { patches in
             scoreStore.withUnsafeMutableBufferPointer { scoreOut in
@@ -267,8 +271,8 @@ public final class Analyzer {
                         var sc = [Float](repeating: 0, count: classes), em = [Float](repeating: 0, count: classes * d)
                         while true {
                             let first = next.add(chunk, ordering: .relaxed).oldValue
-                            guard first < n else { break }
-                            let count = min(chunk, n - first)
+                            guard first < rows else { break }
+                            let count = min(chunk, rows - first)
                             do {
                                 try net.forward(patches: UnsafeBufferPointer(rebasing: patches[(first * patchCount)..<((first + count) * patchCount)]),
                                                 count: count)
@@ -288,17 +292,11 @@ public final class Analyzer {
             }
         }
         if let f = failure.withLock({ $0 }) { throw AvgasError("the listening model failed: \(f)", status: .software) }
-        // The onset path's tiled patches (a few hops after each onset) on the listener's own
-        // networks, which the workers do not use.
+        // Tiled scores per hop: the larger of its fills' scores, class by class.
         var fastByHop = [[Float]?](repeating: nil, count: n)
-        do {
-            for (i, p) in pendingTiled {
-                var out = [Float](repeating: 0, count: classes)
-                try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &out) }
-                if fastByHop[i] == nil { fastByHop[i] = out } else { Self.maxInPlace(&fastByHop[i]!, out) }
-            }
-        } catch {
-            throw AvgasError("the listening model failed: \(error)", status: .software)
+        for (k, (i, _)) in pendingTiled.enumerated() {
+            let out = Array(scoreStore[((n + k) * classes)..<((n + k + 1) * classes)])
+            if fastByHop[i] == nil { fastByHop[i] = out } else { Self.maxInPlace(&fastByHop[i]!, out) }
         }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
