@@ -67,7 +67,7 @@ def fill(seg, mode="repeat"):
     """[n, 64] post-onset frames -> a [96, 64] patch ending with the newest frame. repeat: the
     segment end to end (the Swift path); mirror: forward and time-reversed copies alternating, so
     no seam jumps from the newest frame back to the onset; stretch: the segment resampled in time
-    (linear) to 96 frames. ("both", in prepare: the larger of the repeat and mirror scores.)"""
+    (linear) to 96 frames. ("both" / "all", in prepare: the largest of the repeat and mirror (and stretch) scores.)"""
     P, n = frontend.PATCH_FRAMES, len(seg)
     if mode == "stretch":
         x = np.linspace(0, n - 1, P)
@@ -134,7 +134,8 @@ def prepare(split, det, yam, net, W, sub=False, combine="or"):
             n5 = len(c[f"t_{v}"])
             last5 = np.arange(n5) * 5 + frontend.PATCH_FRAMES - 1
             lo = onsets(frame_level(frames), **det)
-            modes = ["repeat", "mirror"] if det.get("tile") == "both" else [det.get("tile", "repeat")]
+            modes = {"both": ["repeat", "mirror"], "all": ["repeat", "mirror", "stretch"]}.get(
+                det.get("tile", "repeat"), [det.get("tile", "repeat")])
             s5 = np.zeros((n5, W.shape[0]), np.float32)
             for mode in modes:   # "both": the larger of the two fills' scores, class by class
                 ii, p = tiled_patches(frames, lo, last5, **dict(det, tile=mode))
@@ -301,7 +302,7 @@ def main(argv=None):
     p.add_argument("--mins", type=int, nargs="+", default=[24])
     p.add_argument("--fasts", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     p.add_argument("--detail", action="store_true")
-    p.add_argument("--tile", default="repeat", choices=["repeat", "mirror", "stretch", "both"],
+    p.add_argument("--tile", default="repeat", choices=["repeat", "mirror", "stretch", "both", "all"],
                    help="how the post-onset frames fill the patch (repeat = the Swift path)")
     p.add_argument("--margin", type=float, default=0.0, help="with --top1: best - second best >= this")
     p.add_argument("--agree", type=float, default=0.0, help="ordinary window score must reach this too")
