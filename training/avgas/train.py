@@ -176,8 +176,8 @@ def train(kind, data="data", steps=3000, batch=128, lr=2e-3, wd=1e-2, tau=0.1, s
         L["total"].backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step(); sched.step()
-        state["history"].append({"step": step + 1, **{k: float(v) for k, v in L.items()}})
-        bar.set_postfix(loss=f"{float(L['total']):.3f}")
+        state["history"].append({"step": step + 1, **{k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in L.items()}})
+        bar.set_postfix(loss=f"{float(L['total'].detach()):.3f}")
         state["step"] = step + 1
         if state["step"] % ckpt_every == 0 or state["step"] == steps:
             v = validate(kind, model, va, img_emb, img_y)
