@@ -246,7 +246,7 @@ def cmd_study(a):
           f"{np.mean([r['hit_plain'] for r in res]):.3f} / {np.mean([r['wrong_plain'] for r in res]):.2f}", flush=True)
     yam = pdata.Yamnet(threads=1)
     for jump, min_frames in itertools.product(a.jumps, a.mins):
-        det = dict(DET, jump=jump, min_frames=min_frames, tile=a.tile)
+        det = dict(DET, jump=jump, min_frames=min_frames, tile=a.tile, pre=a.pre)
         tnet = onset_head() if a.onset_head else net
         cs = view(prepare(a.split, det, yam, tnet, W, sub=a.sub, combine=a.combine))
         n_on = np.mean([len(c["onsets_onset"]) for c in cs])
@@ -302,6 +302,7 @@ def main(argv=None):
     p.add_argument("--mins", type=int, nargs="+", default=[24])
     p.add_argument("--fasts", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9])
     p.add_argument("--detail", action="store_true")
+    p.add_argument("--pre", type=int, default=DET["pre"], help="frames before the onset in the tiled segment")
     p.add_argument("--tile", default="repeat", choices=["repeat", "mirror", "stretch", "both", "all"],
                    help="how the post-onset frames fill the patch (repeat = the Swift path)")
     p.add_argument("--margin", type=float, default=0.0, help="with --top1: best - second best >= this")
