@@ -13,8 +13,10 @@ reads data/manifest.csv once, caches multi-layer features of every image under f
 views and of augmented train copies (data/features/judge_<arch>_imagenet_<view>.npz,
 training/avgas/judge_features.py), selects layers, views, head and encoder greedily on the VAL
 split, re-measures the previous (v1) recipe on val, evaluates the chosen judge once on the test
-split, exports Assets/models/judge.safetensors only if its val top-1 beats the v1 recipe's by
---adopt-margin, and appends the tables to training/reports/separator_judge.md.
+split, exports the train-only judge (Assets/models/judge_trainonly.safetensors) only if its val
+top-1 beats the v1 recipe's by --adopt-margin, and appends the tables to
+training/reports/separator_judge.md. `python -m training.avgas.judge_refit` then refits that recipe
+on train + val into Assets/models/judge.safetensors (the judge every test metric uses).
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
-JUDGE_PATH = ROOT / "Assets/models/judge.safetensors"
+JUDGE_PATH = ROOT / "Assets/models/judge.safetensors"            # the recipe refitted on train + val (v5)
+TRAINONLY_PATH = ROOT / "Assets/models/judge_trainonly.safetensors"  # train split only: for choices made on val
 
 
 class Judge:
@@ -290,7 +293,7 @@ def main(argv=None):
     ap.add_argument("--adopt-margin", type=float, default=0.03,
                     help="export only if the selected judge's val top-1 beats the v1 recipe's by this much")
     ap.add_argument("--select-only", action="store_true", help="stop after the val selection (no test, no export)")
-    ap.add_argument("--out", default=str(JUDGE_PATH))
+    ap.add_argument("--out", default=str(TRAINONLY_PATH))
     ap.add_argument("--report", default="training/reports/separator_judge.md")
     a = ap.parse_args(argv)
     import time

@@ -210,7 +210,7 @@ def main(argv=None):
     from training.avgas import judge as J
     names, rows, y, sp, imgs = load_split(a.data)
     va = np.nonzero(sp == "val")[0]
-    pv = J.load_judge().scores(imgs[va])
+    pv = J.load_judge(J.TRAINONLY_PATH).scores(imgs[va])   # val choices: the train-only judge
     pv = pv / pv.sum(1, keepdims=True)
     acc = lambda p: float((p.argmax(1) == y[va]).mean())  # noqa: E731
     print(f"val images {len(va)}; judge v3 (committed) {acc(pv):.3f}")
@@ -249,7 +249,7 @@ def final(a, names, y, sp, imgs, pv, fts, acc):
              "12 epochs (recipe in the module doc). Alone it reaches about v3's val top-1; its errors differ.", "",
              f"Rule (fixed before the test look): {rule}."]
     if adopt:
-        t, meta = safetensors_io.load(J.JUDGE_PATH)
+        t, meta = safetensors_io.load(J.TRAINONLY_PATH)
         assert meta.get("format") == "avgas-judge-v3", "expects the committed v3 judge"
         state = torch.load(ckpt(a.seeds[0], a.data))["state"]
         tensors = dict(t)

@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from . import judge as J  # noqa: E402
-
-TRAINONLY_PATH = ROOT / "Assets/models/judge_trainonly.safetensors"
+from .judge import TRAINONLY_PATH  # noqa: E402,F401  (select_run imports it from here)
 
 
 def main(argv=None):

@@ -65,19 +65,22 @@ class Judge:
     regression on frozen EfficientNet-Lite0 pooled features of the train split's real images),
     named in the report."""
 
-    def __init__(self, classes, data_root="data"):
+    def __init__(self, classes, data_root="data", path=None):
+        """path: the judge file (default Assets/models/judge.safetensors, fitted on train + val;
+        choices made on val use judge_trainonly.safetensors instead, see training/avgas/judge_refit.py)."""
         self.classes = classes
         self.sha = None
         self.lite0 = None  # (encoder, member column offset, member width, head columns) of a v3 judge
         try:
             from training.avgas import judge as J
             self.mod = J
-            self.model = J.load_judge()
+            path = Path(path or J.JUDGE_PATH)
+            self.model = J.load_judge(path)
             meta = getattr(self.model, "meta", {}) or {}
             import hashlib
-            self.sha = hashlib.sha256(Path(J.JUDGE_PATH).read_bytes()).hexdigest()[:12]
+            self.sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
             self.version = "v3" if getattr(self.model, "v3", False) else "v1-format"
-            self.name = (f"training/avgas/judge.py load_judge(): Assets/models/judge.safetensors "
+            self.name = (f"training/avgas/judge.py load_judge(): {path.relative_to(J.ROOT) if path.is_relative_to(J.ROOT) else path} "
                          f"(format {meta.get('format')}, sha256 {self.sha}; its own test top-1 "
                          f"{meta.get('test_top1')} on {meta.get('test_n', '?')} images; trained on "
                          f"{meta.get('trained_on')})")

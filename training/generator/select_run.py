@@ -5,7 +5,8 @@
 For every run: judge top-1 (the separator issue's judge, training/avgas/judge.py) of the images
 drawn from the real-image embeddings of the doubly held-out validation images (in the run's own
 VAL split, latents.npz `splits`, and in the current data/manifest.csv VAL split: neither the
-generator nor the judge trained on them), for the teacher (16 Euler steps, guidance 2.5), the
+generator nor the judge trained on them: the train-only judge, Assets/models/judge_trainonly.safetensors,
+since the committed judge.safetensors is refitted on train + val), for the teacher (16 Euler steps, guidance 2.5), the
 student at 1, 2 and 4 steps and the retrieval mode (the live default: exemplar re-noised at
 strength 0.4, 2 student steps). Same noise seeds and exemplar bank rules as evaluate.py. Writes a
 JSON per run next to it (<run>/select_val.json) and prints a table.
@@ -60,7 +61,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     classes, _ = data.load_classes(args.classes)
-    judge = Judge(classes, args.data)
+    from training.avgas.judge_refit import TRAINONLY_PATH
+    judge = Judge(classes, args.data, path=TRAINONLY_PATH)
     res = [evaluate_run(r, judge, classes, args.data) for r in args.runs]
     keys = [k for k in res[0] if k not in ("run", "n_val_images", "n_val_classes")]
     print("| mode | " + " | ".join(r["run"] for r in res) + " |")
