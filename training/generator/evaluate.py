@@ -80,6 +80,8 @@ class Judge:
             import hashlib
             self.sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
             self.version = "v3" if getattr(self.model, "v3", False) else "v1-format"
+            if "train + val" in str(meta.get("trained_on", "")):
+                self.version = "v5 (v3 recipe refitted on train + val)"
             self.name = (f"training/avgas/judge.py load_judge(): {path.relative_to(J.ROOT) if path.is_relative_to(J.ROOT) else path} "
                          f"(format {meta.get('format')}, sha256 {self.sha}; its own test top-1 "
                          f"{meta.get('test_top1')} on {meta.get('test_n', '?')} images; trained on "
@@ -470,8 +472,9 @@ def main(argv=None):
     mix = mixture_eval(args, gen, judge, feats, classes, layers, M, nn_dist, rep)
 
     decide_default_and_targets(M)
-    M["label"] = (f"judge {judge.version} ({judge.sha}), test images: {M['holdout']['description']} "
-                  f"({M['n_test_images']})")
+    M["generator_sig"] = generator_signature(cfg)
+    M["label"] = (f"generator {M['generator_sig']}; judge {judge.version} ({judge.sha}), test images: "
+                  f"{M['holdout']['description']} ({M['n_test_images']})")
     M["judge_sha"] = judge.sha
     M["history"] = carry_history(rep / "generator_metrics.json", M)
     json.dump(M, open(rep / "generator_metrics.json", "w"), indent=1)
@@ -536,9 +539,15 @@ def summary_for_history(P):
             "default_mode": P.get("default", {}).get("mode"), "targets": P.get("targets", [])}
 
 
+def generator_signature(cfg):
+    """Which generator a metrics file describes (the training budget that told the runs apart)."""
+    return (f"teacher {cfg['teacher_steps']:,} steps, {cfg['pairs']:,} reflow pairs ({cfg['pair_steps']}-step), "
+            f"student {cfg['student_steps']:,} steps")
+
+
 def carry_history(path, M):
-    """History of earlier runs measured with another judge or another test set: the previous
-    metrics file's history, plus the previous run itself when its judge or test set differs."""
+    """History of earlier measurements (another generator, judge or test set): the previous
+    metrics file's history, plus the previous run itself when its generator, judge or test set differs."""
     if not Path(path).exists():
         return []
     try:
@@ -547,7 +556,7 @@ def carry_history(path, M):
         return []
     hist = list(P.get("history", []))
     same = (P.get("judge_sha") == M.get("judge_sha") and P.get("holdout", {}).get("mode") == M["holdout"]["mode"]
-            and P.get("n_test_images") == M.get("n_test_images"))
+            and P.get("n_test_images") == M.get("n_test_images") and P.get("generator_sig") == M.get("generator_sig"))
     if not same and "real_embeddings" in P:
         s = summary_for_history(P)
         if P.get("label") is None:  # the legacy file (LEGACY_LABEL): the generator's TEST split, 98 images

@@ -50,9 +50,11 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
                  f"FLOP = 2 x multiply-adds + elementwise ops; {fl['step_flop'] / 2e9 * 2:.3f} G including "
                  f"{(fl['denoiser_mac'] + fl['decoder_mac']) / 1e6:.1f} M MACs). Target <= 0.5.")
     if times:
-        L.append("- Training time on this machine (one core; the autoencoder and the first 2,600 teacher steps beside the separator's training): " +
+        L.append("- Training time on this machine, as recorded in the run's `<stage>.time.json` (a resumed or "
+                 "copied stage records only its last segment; the schedule history is in generator_notes.md and "
+                 "CONFIGS['full']): " +
                  ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) +
-                 f"; total {sum(times.values()) / 60:.1f} min. Evaluation took {seconds / 60:.1f} min.")
+                 f". Evaluation took {seconds / 60:.1f} min.")
     L.append("\n![losses](generator_losses.png)\n")
 
     L.append("## Judge reference\n")
@@ -159,15 +161,15 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
 
 
 def history(L, M):
-    """Previous runs (another judge or test set) next to this one, same metric definitions."""
+    """Previous runs (another generator, judge or test set) next to this one, same metric definitions."""
     hist = M.get("history") or []
     if not hist:
         return
     from .evaluate import summary_for_history
     cols = [summary_for_history(M)] + list(reversed(hist))
     L.append("## History: earlier measurements\n")
-    L.append("Same generator, same metric definitions; only the judge and/or the per-image test set differ. "
-             "Columns: this run first, then earlier runs (newest first):\n")
+    L.append("Same metric definitions; the generator, the judge and/or the per-image test set differ (each label "
+             "says which). Columns: this run first, then earlier runs (newest first):\n")
     for i, c in enumerate(cols):
         L.append(f"- ({'now' if i == 0 else i}) {c['label']}")
     L.append("")

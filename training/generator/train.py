@@ -40,12 +40,14 @@ CONFIGS = {
         # mid-run to fit a shared 2-core machine (cosine schedules first laid out for 4000 / 4500
         # steps, stopped at 2600); the shipped teacher is that 2600-step checkpoint resumed with
         # teacher_steps=13600 (the schedule restarts at about 0.8 x the peak rate and decays over
-        # the extension; training/reports/generator_notes.md, "a longer teacher"), then 1536 pairs
-        # and a 1200-step student. A fresh run with these values has one schedule over 13600 steps.
+        # the extension; training/reports/generator_notes.md, "a longer teacher"), resumed again
+        # with teacher_steps=24600 (fifth session), then 6144 reflow pairs from 16-step teacher
+        # samples and a 4000-step student (sixth session, "a fuller distillation"). A fresh run
+        # with these values has one schedule over 24600 steps (about 46 minutes on two idle cores).
         ae_steps=2600, ae_batch=32, ae_crop=64, ae_lr=1e-3, ae_noise=0.1, ae_zreg=1e-3,
-        teacher_steps=13600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
-        pairs=1536, pair_steps=8, guidance=2.5,
-        student_steps=1200, student_batch=64, student_lr=1e-4, p_real=0.25,
+        teacher_steps=24600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
+        pairs=6144, pair_steps=16, guidance=2.5,
+        student_steps=4000, student_batch=64, student_lr=1e-4, p_real=0.25,
         threads=1, ckpt_every=200, log_every=25,
     ),
     # CI smoke test: a couple of minutes on one core, no real dataset needed
