@@ -37,6 +37,14 @@ from . import judge as J  # noqa: E402
 from .judge import TRAINONLY_PATH  # noqa: E402,F401  (select_run imports it from here)
 
 
+def group_subset(train_mask: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Rows of a random subset of the train split made of whole near-duplicate groups: round(fraction x
+    the number of train groups) groups, drawn without replacement (seeded). Returns a row mask."""
+    names = np.unique(groups[train_mask])
+    keep = np.random.default_rng(seed).choice(names, int(round(fraction * len(names))), replace=False)
+    return train_mask & np.isin(groups, keep)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data")
@@ -109,14 +117,11 @@ def main(argv=None):
         return float((probs(fitted, va).argmax(1) == y[va]).mean())
 
     # ---- learning curve on val
-    groups = np.unique(grp[tr])
     curve = {}
     for f in [float(s) for s in a.fractions.split(",")]:
         accs = []
         for s in range(a.seeds):
-            g = np.random.default_rng(1000 * s + int(100 * f))
-            keep = set(g.choice(groups, int(round(f * len(groups))), replace=False).tolist())
-            mask = tr & np.isin(grp, list(keep))
+            mask = group_subset(tr, grp, f, 1000 * s + int(100 * f))
             accs.append(val_top1(fit(mask)))
             print(f"[{time.time() - t0:5.0f}s] fraction {f:.1f} seed {s}: {int(mask.sum())} train pictures, val {accs[-1]:.3f}", flush=True)
         curve[f] = accs

@@ -113,3 +113,20 @@ def test_v4_adds_the_finetuned_member(tmp_path):
                                           else tensors["ft." + k].dtype)) for k in ft.state()})
     v3 = J.member_probs({k[3:]: v for k, v in tensors.items() if k.startswith("m0.")}, m, [f[:, :1280]])
     np.testing.assert_allclose(s, 0.5 * (v3 + ft.probs(imgs)), atol=1e-5)
+
+
+def test_refit_learning_curve_subsets_keep_groups_whole():
+    from training.avgas.judge_refit import group_subset
+    g = np.random.default_rng(3)
+    groups = np.array([f"g{i}" for i in g.integers(0, 40, 300)])
+    split = np.where(g.random(300) < 0.7, "train", "val")
+    tr = split == "train"
+    m = group_subset(tr, groups, 0.8, seed=5)
+    assert not (m & ~tr).any()                       # never a val row
+    kept = set(groups[m])
+    n_train_groups = len(set(groups[tr]))
+    assert len(kept) == round(0.8 * n_train_groups)
+    # a kept group brings every one of its train rows
+    assert all(m[i] for i in np.nonzero(tr)[0] if groups[i] in kept)
+    assert (group_subset(tr, groups, 0.8, seed=5) == m).all()      # seeded
+    assert (group_subset(tr, groups, 1.0, seed=0) == tr).all()
