@@ -140,7 +140,7 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
         L.append("![mixtures](generator_mixtures.png)\n")
     L.append("## Targets\n")
     if n:
-        L.append(f"Judge: {M.get('label', M.get('judge'))}. Per-image figures on the {n} test images of the "
+        L.append(f"Measured with: {M.get('label', M.get('judge'))}. Per-image figures on the {n} test images of the "
                  f"\"Judge reference\" section (one image = {100 / max(n, 1):.1f} points); mixture figures on "
                  "the audio TEST mixtures" + mix_counts(M) + ".\n")
     for t in M.get("targets", []):
