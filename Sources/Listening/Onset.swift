@@ -12,20 +12,28 @@ import Foundation
 /// - `riseDBPerFrame` 0.02: the floor follows the level down at once and up by 2 dB per second,
 ///   so a steady sound does not become the floor within the second after its onset;
 /// - `rearmFrames` 30: after an onset, the next one needs 0.3 s below floor + jump / 2 first;
-/// - `preFrames` 2: the tiled segment starts 20 ms before the onset frame (the attack);
+/// - `preFrames` 0: the tiled segment starts at the onset frame (seventh session: 0 instead of 2,
+///   together with `midHop`; see below);
 /// - `minimumFrames` 24: no tiled patch from less than 0.24 s of audio (YAMNet names little from
 ///   shorter pieces; on val 16 frames gave the same latency with more wrong classes).
 /// - `fill` `.both`: the post-onset frames fill one patch repeated end to end and one mirrored
 ///   (forward and time-reversed copies alternating), and a class takes the larger of its two
 ///   tiled scores. On val (fifth session) the share of detected clips heard within 0.4 s rose from
 ///   0.26 to 0.37 (class-balanced) at equal recall, 0.97 vs 0.95 wrong classes per clip.
+/// - `midHop` true: while a tiled patch exists, it is also scored midway between hops (50 ms
+///   after a 100 ms hop) and only the fast-on rule runs there (`ClassTracker.fastOnly`), so a
+///   confident new source need not wait for the next hop. Chosen with `preFrames` 0 by a rule
+///   written before the grid was run (training/reports/listening.md, seventh session): on val
+///   the class-balanced share of detected clips heard within 0.4 s rose from 0.369 to 0.444 at
+///   equal recall (0.867) and 0.98 vs 0.97 wrong classes per clip.
 public struct OnsetConfiguration: Sendable, Equatable, Codable {
     public var jumpDB: Double = 12
     public var riseDBPerFrame: Double = 0.02
     public var rearmFrames = 30
-    public var preFrames = 2
+    public var preFrames = 0
     public var minimumFrames = 24
     public var fill: OnsetFill = .both
+    public var midHop = true
 
     public init() {}
 }

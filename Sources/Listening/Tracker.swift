@@ -161,6 +161,24 @@ public struct ClassTracker: Sendable {
         time = t
     }
 
+    /// The onset path between hops (`OnsetConfiguration.midHop`): only the fast rule runs. Inactive
+    /// classes whose `fast` score reaches `fastOnThreshold` turn on at `t`; smoothed scores, the
+    /// time of the last update and active classes are left alone (nothing turns off here).
+    /// Returns whether a class turned on. Without a `fastOnThreshold` it does nothing.
+    @discardableResult
+    public mutating func fastOnly(fast: UnsafeBufferPointer<Float>, time t: Double) -> Bool {
+        precondition(fast.count == states.count, "ClassTracker.fastOnly: \(fast.count) scores for \(states.count) classes")
+        guard let th = configuration.fastOnThreshold else { return false }
+        var changed = false
+        for i in states.indices where !states[i].active && fast[i] >= th {
+            states[i].active = true
+            states[i].activeSince = t
+            states[i].lastAbove = t
+            changed = true
+        }
+        return changed
+    }
+
     /// Allocating-free convenience for arrays.
     public mutating func update(scores: [Float], time t: Double) {
         scores.withUnsafeBufferPointer { update(scores: $0, time: t) }

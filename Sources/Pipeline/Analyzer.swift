@@ -10,8 +10,11 @@ public struct StageTimings: Sendable {
     public var frontEnd: Double = 0      // seconds in the log-mel front end
     public var backbone: Double = 0      // seconds in YAMNet + vocabulary + tracker
     public var hops = 0
-    /// Hops that also analysed a tiled onset patch (the onset path).
+    /// Hops and mid-hops that also analysed a tiled onset patch (the onset path).
     public var tiledPatches = 0
+    /// Scenes published midway between hops, when the onset path turned a class on there
+    /// (`OnsetConfiguration.midHop`); not counted in `hops`.
+    public var midHops = 0
     public var render: Double = 0        // seconds drawing frames
     public var output: Double = 0        // seconds writing PNG frames
     public var frames = 0
@@ -41,8 +44,8 @@ public final class Analyzer {
     private var segment: [Float]             // [patchFrames - 1][melBands]
     private var fast: [Float] = []           // [classes]: the larger of the fills' scores
     private var fastOne: [Float] = []        // [classes]: one fill's scores
-    /// Tiled patches of the hops waiting in a batch: (index in `pending`, [patchFrames * melBands]),
-    /// one entry per fill.
+    /// Tiled patches of the hops and mid-hops waiting in a batch: (index in `pending`,
+    /// [patchFrames * melBands]), one entry per fill.
     private var pendingTiled: [(hop: Int, patch: [Float])] = []
     /// Samples consumed or skipped since the start: the stream clock.
     public private(set) var streamSamples = 0
@@ -59,9 +62,14 @@ public final class Analyzer {
     /// When > 0, hops are analysed in batches of this many on two threads (file replays without
     /// images: nothing waits for single hops). Results are identical to hop-by-hop analysis.
     public var batchHops = 0
-    /// Scenes of the hops waiting in a batch, and their patches ([count, patchFrames * melBands]).
-    private var pending: [Scene] = []
+    /// Hops waiting in a batch, in stream order: a hop's scene, or a mid-hop (`window` false:
+    /// only tiled patches, only the tracker's fast rule); and the hops' window patches
+    /// ([hops with a window, patchFrames * melBands]).
+    private struct PendingHop { var scene: Scene; var window: Bool }
+    private var pending: [PendingHop] = []
     private var pendingPatches: [Float] = []
+    /// Whether the onset path also runs midway between hops (`OnsetConfiguration.midHop`).
+    private let midHops: Bool
     /// Patches one YAMNet forward takes in the batched path: each worker runs its share of a
     /// batch in forwards of up to this many patches, so the late layers' weights (most of
     /// YAMNet's 15 MB) are read once per forward instead of once per patch. 4 measured best
@@ -87,6 +95,7 @@ public final class Analyzer {
         segment = [Float](repeating: 0, count: (config.patchFrames - 1) * config.melBands)
         let detector: OnsetDetector? = listener?.usesOnsetPath == true ? OnsetDetector() : nil
         onsets = detector
+        midHops = detector?.configuration.midHop == true && hopFrames >= 2
         tiled = [[Float]](repeating: patch, count: detector?.configuration.fill.patches.count ?? 0)
         if let listener { lastScene.scores = [Float](repeating: 0, count: listener.vocabulary.count) }
     }
@@ -124,8 +133,13 @@ public final class Analyzer {
             frame.withUnsafeBufferPointer { spectrogram.append($0.baseAddress!) }
             if onsets != nil { frame.withUnsafeBufferPointer { onsets!.push(frame: $0, index: f) } }
             let sinceOrigin = f - frameOriginIndex
-            if sinceOrigin + 1 >= config.patchFrames && (sinceOrigin + 1 - config.patchFrames) % hopFrames == 0 {
-                try hop(endingAtFrame: f)
+            if sinceOrigin + 1 >= config.patchFrames {
+                let phase = (sinceOrigin + 1 - config.patchFrames) % hopFrames
+                if phase == 0 {
+                    try hop(endingAtFrame: f)
+                } else if midHops && phase == hopFrames / 2 {
+                    try midHop(endingAtFrame: f)
+                }
             }
         }
     }
@@ -145,9 +159,66 @@ public final class Analyzer {
         frameOriginSample = streamSamples - (stream.framesProduced - frameOriginIndex) * config.hopLength
     }
 
-    private func hop(endingAtFrame f: Int) throws(AvgasError) {
+    /// Stream time at the end of the window that ends at frame `f`.
+    private func windowTime(endingAtFrame f: Int) -> Double {
         let endSample = frameOriginSample + (f - frameOriginIndex) * config.hopLength + config.windowLength
-        let time = Double(endSample) / Double(config.sampleRate)
+        return Double(endSample) / Double(config.sampleRate)
+    }
+
+    /// The onset path's tiled span for a hop or mid-hop ending at frame `f`, with `tiled` filled
+    /// (one patch per fill); nil when there is none.
+    private func fillTiled(endingAtFrame f: Int) -> ClosedRange<Int>? {
+        guard let span = onsets?.tiledSpan(endingAt: f, patchFrames: config.patchFrames) else { return nil }
+        timings.tiledPatches += 1
+        copyFrames(span, into: &segment)
+        let fills = onsets!.configuration.fill.patches
+        segment.withUnsafeBufferPointer { seg in
+            for (k, mirrored) in fills.enumerated() {
+                tiled[k].withUnsafeMutableBufferPointer {
+                    OnsetDetector.fill(segment: seg.baseAddress!, count: span.count, bands: config.melBands,
+                                       into: $0.baseAddress!, patchFrames: config.patchFrames, mirrored: mirrored)
+                }
+            }
+        }
+        return span
+    }
+
+    /// `fast` = the larger of the tiled fills' scores, class by class (hop-by-hop path).
+    private func scoreTiled(_ listener: SceneListener) throws {
+        for (k, p) in tiled.enumerated() {
+            try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &fastOne) }
+            if fast.count != fastOne.count { fast = [Float](repeating: 0, count: fastOne.count) }
+            for c in fast.indices { fast[c] = k == 0 ? fastOne[c] : max(fast[c], fastOne[c]) }
+        }
+    }
+
+    /// Midway between hops, while a tiled onset patch exists: the tiled scores and the tracker's
+    /// fast rule only. A scene is published only when a class turned on.
+    private func midHop(endingAtFrame f: Int) throws(AvgasError) {
+        guard let listener, fillTiled(endingAtFrame: f) != nil else { return }
+        let time = windowTime(endingAtFrame: f)
+        if batchHops > 0 {
+            for p in tiled { pendingTiled.append((pending.count, p)) }
+            var scene = Scene()
+            scene.time = time
+            pending.append(PendingHop(scene: scene, window: false))
+            if pending.count >= batchHops { try flush() }
+            return
+        }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r: (active: [ActiveClass], smoothed: [Float])?
+        do {
+            try scoreTiled(listener)
+            r = listener.fastOnly(fast: fast, time: time)
+        } catch {
+            throw AvgasError("the listening model failed: \(error)", status: .software)
+        }
+        timings.backbone += seconds(since: t0)
+        if let r { try publishMidHop(time: time, r) }
+    }
+
+    private func hop(endingAtFrame f: Int) throws(AvgasError) {
+        let time = windowTime(endingAtFrame: f)
         var scene = Scene()
         scene.time = time
         let rms = levelCount > 0 ? (sumSquares / Float(levelCount)).squareRoot() : 0
@@ -158,36 +229,17 @@ public final class Analyzer {
             // The window ends at frame f (not at the newest frame: one push can produce several
             // frames, and hops at the earlier ones must see their own window).
             copyFrames(f - config.patchFrames + 1...f, into: &patch)
-            let span = onsets?.tiledSpan(endingAt: f, patchFrames: config.patchFrames)
-            if let span {
-                timings.tiledPatches += 1
-                copyFrames(span, into: &segment)
-                let fills = onsets!.configuration.fill.patches
-                segment.withUnsafeBufferPointer { seg in
-                    for (k, mirrored) in fills.enumerated() {
-                        tiled[k].withUnsafeMutableBufferPointer {
-                            OnsetDetector.fill(segment: seg.baseAddress!, count: span.count, bands: config.melBands,
-                                               into: $0.baseAddress!, patchFrames: config.patchFrames, mirrored: mirrored)
-                        }
-                    }
-                }
-            }
+            let span = fillTiled(endingAtFrame: f)
             if batchHops > 0 {
                 if span != nil { for p in tiled { pendingTiled.append((pending.count, p)) } }
-                pending.append(scene)
+                pending.append(PendingHop(scene: scene, window: true))
                 pendingPatches.append(contentsOf: patch)
                 if pending.count >= batchHops { try flush() }
                 return
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             do {
-                if span != nil {
-                    for (k, p) in tiled.enumerated() {
-                        try p.withUnsafeBufferPointer { try listener.fastScores(patch: $0, into: &fastOne) }
-                        if fast.count != fastOne.count { fast = [Float](repeating: 0, count: fastOne.count) }
-                        for c in fast.indices { fast[c] = k == 0 ? fastOne[c] : max(fast[c], fastOne[c]) }
-                    }
-                }
+                if span != nil { try scoreTiled(listener) }
                 let r = try patch.withUnsafeBufferPointer { try listener.analyse(patch: $0, fast: span == nil ? nil : fast, time: time) }
                 scene.active = r.active
                 scene.scores = r.smoothed
@@ -217,9 +269,18 @@ public final class Analyzer {
         }
     }
 
-    private func publish(_ s: Scene) throws(AvgasError) {
+    /// A mid-hop's scene: the last one with the new active list, at the mid-hop's time.
+    private func publishMidHop(time: Double, _ r: (active: [ActiveClass], smoothed: [Float])) throws(AvgasError) {
+        var scene = lastScene
+        scene.time = time
+        scene.active = r.active
+        scene.scores = r.smoothed
+        try publish(scene, midHop: true)
+    }
+
+    private func publish(_ s: Scene, midHop: Bool = false) throws(AvgasError) {
         var scene = s
-        timings.hops += 1
+        if midHop { timings.midHops += 1 } else { timings.hops += 1 }
         scene.timings = timings
         scene.skippedSeconds = Double(skippedSamples) / Double(config.sampleRate)
         lastScene = scene
@@ -234,6 +295,7 @@ public final class Analyzer {
     public func flush() throws(AvgasError) {
         guard let listener, !pending.isEmpty else { return }
         let n = pending.count
+        let windows = pending.reduce(0) { $0 + ($1.window ? 1 : 0) }   // rows 0..<windows: the hops' windows
         let t0 = DispatchTime.now().uptimeNanoseconds
         if engines.isEmpty {
             do {
@@ -249,9 +311,9 @@ public final class Analyzer {
         let d = listener.separator?.shape(of: "embeddings")?.last ?? 0
         let patchCount = listener.yamnet.patchCount
         // The onset path's tiled patches (a few hops after each onset) go into the same batch,
-        // after the n windows: row n + k holds pendingTiled[k]'s scores.
+        // after the windows: row windows + k holds pendingTiled[k]'s scores.
         for (_, p) in pendingTiled { pendingPatches.append(contentsOf: p) }
-        let rows = n + pendingTiled.count
+        let rows = windows + pendingTiled.count
         // Results [rows, classes] and [rows, classes * d], written by the two workers at disjoint rows.
         var scoreStore = [Float](repeating: 0, count: rows * classes)
         var embStore = [Float](repeating: 0, count: max(1, rows * classes * d))
@@ -292,26 +354,38 @@ public final class Analyzer {
             }
         }
         if let f = failure.withLock({ $0 }) { throw AvgasError("the listening model failed: \(f)", status: .software) }
-        // Tiled scores per hop: the larger of its fills' scores, class by class.
+        // Tiled scores per hop or mid-hop: the larger of its fills' scores, class by class.
         var fastByHop = [[Float]?](repeating: nil, count: n)
         for (k, (i, _)) in pendingTiled.enumerated() {
-            let out = Array(scoreStore[((n + k) * classes)..<((n + k + 1) * classes)])
+            let out = Array(scoreStore[((windows + k) * classes)..<((windows + k + 1) * classes)])
             if fastByHop[i] == nil { fastByHop[i] = out } else { Self.maxInPlace(&fastByHop[i]!, out) }
         }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
         pendingPatches.removeAll(keepingCapacity: true)
         pendingTiled.removeAll(keepingCapacity: true)
-        var results: [(active: [ActiveClass], smoothed: [Float])] = []
+        // The tracker in stream order; a mid-hop has a result only when a class turned on there.
+        var results: [(active: [ActiveClass], smoothed: [Float])?] = []
         results.reserveCapacity(n)
-        for i in 0..<n {
-            results.append(listener.track(scores: Array(scoreStore[(i * classes)..<((i + 1) * classes)]),
-                                          embeddings: d > 0 ? Array(embStore[(i * classes * d)..<((i + 1) * classes * d)]) : nil,
-                                          fast: fastByHop[i], time: batch[i].time))
+        var row = 0
+        for (i, item) in batch.enumerated() {
+            if item.window {
+                results.append(listener.track(scores: Array(scoreStore[(row * classes)..<((row + 1) * classes)]),
+                                              embeddings: d > 0 ? Array(embStore[(row * classes * d)..<((row + 1) * classes * d)]) : nil,
+                                              fast: fastByHop[i], time: item.scene.time))
+                row += 1
+            } else {
+                results.append(fastByHop[i].flatMap { listener.fastOnly(fast: $0, time: item.scene.time) })
+            }
         }
         timings.backbone += seconds(since: t0)
         for (item, r) in zip(batch, results) {
-            var scene = item
+            guard let r else { continue }
+            if !item.window {
+                try publishMidHop(time: item.scene.time, r)
+                continue
+            }
+            var scene = item.scene
             scene.active = r.active
             scene.scores = r.smoothed
             try publish(scene)

@@ -126,6 +126,16 @@ public final class SceneListener {
                                 presence: presence, scores: &out, embeddings: &fastEmbeddings)
     }
 
+    /// The onset path midway between hops (`OnsetConfiguration.midHop`): only the tracker's fast
+    /// rule, on the tiled scores `fast`. Returns the new active list when a class turned on (their
+    /// embeddings are those of the last hop's window), nil when nothing changed.
+    func fastOnly(fast: [Float], time: Double) -> (active: [ActiveClass], smoothed: [Float])? {
+        let changed = fast.withUnsafeBufferPointer { tracker.fastOnly(fast: $0, time: time) }
+        return changed ? activeList(embeddings: lastEmbeddings) : nil
+    }
+
+    /// Embeddings of the last tracked hop (nil without a separator).
+    private var lastEmbeddings: [Float]?
     private var hopEmbeddings: [Float] = []
     private var fastEmbeddings: [Float] = []
 
@@ -172,6 +182,11 @@ public final class SceneListener {
                 tracker.update(scores: s, time: time)
             }
         }
+        lastEmbeddings = embeddings
+        return activeList(embeddings: embeddings)
+    }
+
+    private func activeList(embeddings: [Float]?) -> (active: [ActiveClass], smoothed: [Float]) {
         let d = embeddings.map { $0.count / max(1, vocabulary.count) } ?? 0
         let active = tracker.activeIndices
             .map { i in
@@ -211,8 +226,8 @@ public enum OfflineAnalysis {
                 let n = min(160, s.count - o)
                 try analyzer.consume(UnsafeBufferPointer(rebasing: s[o..<(o + n)]))
                 o += n
-                if analyzer.timings.hops != lastHops {
-                    lastHops = analyzer.timings.hops
+                if analyzer.timings.hops + analyzer.timings.midHops != lastHops {
+                    lastHops = analyzer.timings.hops + analyzer.timings.midHops
                     let sc = scenes.latest()
                     hops.append(Hop(time: sc.time, active: sc.active))
                 }

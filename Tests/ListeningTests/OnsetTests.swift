@@ -49,9 +49,19 @@ final class OnsetTests: XCTestCase {
 
     func testTiledSpanBounds() {
         var d = OnsetDetector()
+        XCTAssertEqual(d.configuration.preFrames, 0)
         _ = push(Array(repeating: -60, count: 100) + Array(repeating: -20, count: 200), into: &d)
         XCTAssertEqual(d.lastOnset, 100)
-        // From 2 frames before the onset; at least 24 and fewer than 96 frames.
+        // The default: from the onset frame; at least 24 and fewer than 96 frames.
+        XCTAssertNil(d.tiledSpan(endingAt: 122, patchFrames: 96))           // 23 frames
+        XCTAssertEqual(d.tiledSpan(endingAt: 123, patchFrames: 96), 100...123)
+        XCTAssertEqual(d.tiledSpan(endingAt: 194, patchFrames: 96), 100...194)  // 95 frames
+        XCTAssertNil(d.tiledSpan(endingAt: 195, patchFrames: 96))
+        // With 2 frames before the onset (the fourth to sixth sessions' setting).
+        var c = OnsetConfiguration()
+        c.preFrames = 2
+        d = OnsetDetector(configuration: c)
+        _ = push(Array(repeating: -60, count: 100) + Array(repeating: -20, count: 200), into: &d)
         XCTAssertNil(d.tiledSpan(endingAt: 120, patchFrames: 96))           // 23 frames
         XCTAssertEqual(d.tiledSpan(endingAt: 121, patchFrames: 96), 98...121)
         XCTAssertEqual(d.tiledSpan(endingAt: 192, patchFrames: 96), 98...192)  // 95 frames
@@ -124,5 +134,34 @@ final class OnsetTests: XCTestCase {
         XCTAssertTrue(u.isActive(0))   // the first update sets smoothed = score
         XCTAssertThrowsError(try ClassTracker(classCount: 1, configuration: TrackerConfiguration(
             onThreshold: 0.5, offThreshold: 0.25, smoothingTime: 0, minimumOnTime: 0, holdTime: 0, fastOnThreshold: 1.5)))
+    }
+
+    /// Midway between hops only the fast rule runs: a class whose tiled score reaches the
+    /// threshold turns on at that time; smoothed scores and the update clock stay as they were,
+    /// and nothing turns off there.
+    func testTrackerFastOnlyBetweenHops() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.25, smoothingTime: 1.0, minimumOnTime: 0,
+                                     holdTime: 0, fastOnThreshold: 0.9)
+        var t = try ClassTracker(classCount: 3, configuration: c)
+        t.update(scores: [0.2, 0.6, 0], time: 1.0)          // class 1 on through its smoothed score
+        XCTAssertTrue(t.isActive(1))
+        let before = t.states.map(\.smoothed)
+        let fast: [Float] = [0.95, 0.0, 0.89]
+        let changed = fast.withUnsafeBufferPointer { t.fastOnly(fast: $0, time: 1.05) }
+        XCTAssertTrue(changed)
+        XCTAssertTrue(t.isActive(0))
+        XCTAssertEqual(t.states[0].activeSince, 1.05)
+        XCTAssertTrue(t.isActive(1), "a low tiled score does not turn a class off")
+        XCTAssertFalse(t.isActive(2))
+        XCTAssertEqual(t.states.map(\.smoothed), before)
+        XCTAssertEqual(t.time, 1.0)
+        XCTAssertFalse(fast.withUnsafeBufferPointer { t.fastOnly(fast: $0, time: 1.07) }, "nothing new turns on")
+        // The next hop's smoothing step spans the whole 100 ms since the last hop.
+        t.update(scores: [0.2, 0.6, 0], time: 1.1)
+        XCTAssertEqual(t.states[0].smoothed, 0.2, accuracy: 1e-6)
+        // Without a fast-on threshold there is no onset path: nothing happens.
+        var u = try ClassTracker(classCount: 1, configuration: TrackerConfiguration())
+        XCTAssertFalse([Float(1)].withUnsafeBufferPointer { u.fastOnly(fast: $0, time: 0.5) })
+        XCTAssertFalse(u.isActive(0))
     }
 }

@@ -42,7 +42,7 @@ final class OnsetPathTests: XCTestCase {
         noPath.fastOnThreshold = nil
         let without = try SceneListener(assets: assets, tracker: noPath)
         XCTAssertFalse(without.usesOnsetPath)
-        for (file, cls) in [("raining.flac", "raining"), ("sheep_bleating.flac", "sheep bleating")] {
+        for (file, cls) in [("sheep_bleating.flac", "sheep bleating"), ("playing_cello.flac", "playing cello")] {
             let (audio, onset) = try onsetClip(file)
             let fast = try XCTUnwrap(try firstDetection(audio, onset: onset, cls: cls, listener: withPath), file)
             let slow = try XCTUnwrap(try firstDetection(audio, onset: onset, cls: cls, listener: without), file)
@@ -50,5 +50,30 @@ final class OnsetPathTests: XCTestCase {
             XCTAssertLessThanOrEqual(fast, 0.4, file)
             XCTAssertLessThan(fast, slow - 0.15, file)
         }
+    }
+
+    /// Midway between hops (`OnsetConfiguration.midHop`) the tiled patch can turn a class on; such
+    /// a scene is published at the mid-hop's time (window end 1.025 s + k * 0.1 s at a 100 ms hop),
+    /// counted apart from the hops, and it only adds classes to the previous hop's list.
+    func testMidHopTurnsAClassOnBetweenHops() throws {
+        let listener = try SceneListener(assets: assets)
+        let (audio, onset) = try onsetClip("duck_quacking.flac")
+        let hops = try OfflineAnalysis.run(audio, listener: listener)
+        let isMid = { (t: Double) -> Bool in
+            let k = (t - 0.975) / 0.05
+            return abs(k - k.rounded()) < 1e-6 && Int(k.rounded()) % 2 == 1
+        }
+        let mids = hops.indices.filter { isMid(hops[$0].time) }
+        XCTAssertFalse(mids.isEmpty, "the duck is named on its tiled patch between two hops")
+        for i in mids {
+            XCTAssertGreaterThan(hops[i].time, onset)
+            guard i > 0 else { XCTFail("a mid-hop before the first hop"); continue }
+            let before = Set(hops[i - 1].active.map(\.name)), now = Set(hops[i].active.map(\.name))
+            XCTAssertTrue(now.isStrictSuperset(of: before), "a mid-hop only turns classes on")
+        }
+        XCTAssertTrue(hops[mids[0]].active.contains { $0.name == "duck quacking" })
+        XCTAssertLessThan(hops[mids[0]].time - onset, 0.3)
+        let regular = hops.filter { !isMid($0.time) }
+        XCTAssertEqual(regular.count, (audio.count - 15_600) / 1600 + 1, "every 100 ms hop is still there")
     }
 }

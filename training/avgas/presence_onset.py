@@ -38,7 +38,7 @@ from training.avgas import presence_data as pdata  # noqa: E402
 tl = pres.tl
 frontend = pdata.frontend
 
-DET = dict(jump=12.0, rise=0.02, rearm=30, pre=2, min_frames=24)
+DET = dict(jump=12.0, rise=0.02, rearm=30, pre=0, min_frames=24)   # pre 2 until the seventh session
 
 
 def frame_level(frames: np.ndarray) -> np.ndarray:
@@ -80,8 +80,18 @@ def fill(seg, mode="repeat"):
     return np.tile(seg, (-(-P // n), 1))[-P:]
 
 
-def tiled_patches(frames, last_onset, hop_last, pre, min_frames, tile="repeat", **_):
-    """For hops ending at frames `hop_last`: (hop indices, [K, 96, 64] tiled patches)."""
+def level_gain(patch, target, mode="up"):
+    """Shift a log-mel patch so its loudest frame sits at `target` dB (frame_level's scale): the
+    early frames after an onset are often quieter than the source will be. mode "up": gain only."""
+    d = target - float(frame_level(patch).max())
+    if mode == "up":
+        d = max(0.0, d)
+    return (patch + d * np.log(10.0) / 20.0).astype(np.float32)
+
+
+def tiled_patches(frames, last_onset, hop_last, pre, min_frames, tile="repeat", gain=None, gain_mode="up", **_):
+    """For hops ending at frames `hop_last`: (hop indices, [K, 96, 64] tiled patches); with `gain`
+    (dB) each patch is level-normalised by level_gain."""
     idx, out = [], []
     for i, f in enumerate(hop_last):
         o = last_onset[f]
@@ -92,7 +102,8 @@ def tiled_patches(frames, last_onset, hop_last, pre, min_frames, tile="repeat", 
         if n < min_frames or n >= frontend.PATCH_FRAMES:
             continue
         seg = frames[s:f + 1]
-        out.append(fill(seg, tile))
+        patch = fill(seg, tile)
+        out.append(patch if gain is None else level_gain(patch, gain, gain_mode))
         idx.append(i)
     return np.array(idx, int), (np.stack(out) if out else np.zeros((0, 96, 64), np.float32))
 
@@ -246,7 +257,7 @@ def cmd_study(a):
           f"{np.mean([r['hit_plain'] for r in res]):.3f} / {np.mean([r['wrong_plain'] for r in res]):.2f}", flush=True)
     yam = pdata.Yamnet(threads=1)
     for jump, min_frames in itertools.product(a.jumps, a.mins):
-        det = dict(DET, jump=jump, min_frames=min_frames, tile=a.tile, pre=a.pre)
+        det = dict(DET, jump=jump, min_frames=min_frames, tile=a.tile, pre=a.pre, gain=a.gain, gain_mode=a.gain_mode)
         tnet = onset_head() if a.onset_head else net
         cs = view(prepare(a.split, det, yam, tnet, W, sub=a.sub, combine=a.combine))
         n_on = np.mean([len(c["onsets_onset"]) for c in cs])
@@ -307,6 +318,8 @@ def main(argv=None):
                    help="how the post-onset frames fill the patch (repeat = the Swift path)")
     p.add_argument("--margin", type=float, default=0.0, help="with --top1: best - second best >= this")
     p.add_argument("--agree", type=float, default=0.0, help="ordinary window score must reach this too")
+    p.add_argument("--gain", type=float, default=None, help="level-normalise tiled patches: loudest frame at this dB")
+    p.add_argument("--gain-mode", default="up", choices=["up", "both"])
     p.add_argument("--onset-head", action="store_true", help="score tiled patches with the onset head")
     p.add_argument("--combine", default="or", choices=["or", "head"])
     p.add_argument("--mix", action="store_true", help="tracker input max(window, tiled)")
