@@ -1,7 +1,8 @@
 import Foundation
 
 /// `--events FILE`: one JSON line per analysis hop, flushed as written, so the file is valid
-/// JSON lines up to the last line whatever stops the program.
+/// JSON lines up to the last line whatever stops the program. (Plus a line midway between two
+/// hops when the onset path turns a class on there: `OnsetConfiguration.midHop`.)
 ///
 /// `{"t": 3.42, "active": [{"class": "dog barking", "score": 0.91}]}`
 public final class EventsWriter {

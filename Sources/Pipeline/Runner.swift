@@ -84,8 +84,8 @@ public struct RunSummary: Sendable {
 
     public var lines: [String] {
         let rt = wallSeconds > 0 ? streamSeconds / wallSeconds : 0
-        var out = [String(format: "avgas-live: %.1f s of audio in %.2f s (%.0fx real time), %d analysis hops (%d with an onset patch), %d frames written",
-                          streamSeconds, wallSeconds, rt, timings.hops, timings.tiledPatches, framesWritten)]
+        var out = [String(format: "avgas-live: %.1f s of audio in %.2f s (%.0fx real time), %d analysis hops (%d onset patches scored, %d mid-hop turn-ons), %d frames written",
+                          streamSeconds, wallSeconds, rt, timings.hops, timings.tiledPatches, timings.midHops, framesWritten)]
         let ms = { (s: Double, n: Int) in n > 0 ? s / Double(n) * 1000 : 0 }
         out.append(String(format: "  front end %.3f ms/hop, listening %.3f ms/hop, render %.2f ms/frame, PNG %.2f ms/frame",
                           ms(timings.frontEnd, timings.hops), ms(timings.backbone, timings.hops),
