@@ -42,7 +42,12 @@ def test_tiled_span_and_tile():
     assert lo[150] == 100
     fr = np.zeros((300, 64), np.float32)
     fr[:, 0] = np.arange(300)                # band 0 holds the frame index (tiling only)
-    idx, p = po.tiled_patches(fr, lo, np.array([120, 121, 192, 193]), **po.DET)
+    assert po.DET["pre"] == 0                # the Swift default (OnsetConfiguration.preFrames)
+    idx, p = po.tiled_patches(fr, lo, np.array([122, 123, 194, 195]), **po.DET)
+    assert list(idx) == [1, 2]               # from the onset frame: 23 frames none, 24..95 yes
+    assert list(p[0, :, 0]) == [100 + k % 24 for k in range(96)]
+    # with 2 frames before the onset (OnsetTests.testTiledSpanBounds' second detector)
+    idx, p = po.tiled_patches(fr, lo, np.array([120, 121, 192, 193]), **dict(po.DET, pre=2))
     assert list(idx) == [1, 2]               # 23 frames: none; 24..95: yes; 96: the window is all new
     # hop ending at 121: frames 98..121 (24), tiled to 96 ending with frame 121
     assert list(p[0, :, 0]) == [98 + k % 24 for k in range(96)]
