@@ -90,7 +90,9 @@ class Head(torch.nn.Module):
 
 
 def train_head(Xtr, Ytr, Xva, Yva, hidden=0, dropout=0.2, wd=1e-3, lr=1e-3, epochs=30, batch=512,
-               pos_weight=1.0, seed=0, verbose=False):
+               pos_weight=1.0, seed=0, verbose=False, keep_last=False):
+    """AdamW on BCE; keeps the epoch with the lowest val window BCE, or with `keep_last` the last
+    epoch (a refit whose val windows are in its training data)."""
     torch.manual_seed(seed)
     mean, std = Xtr.mean(0), Xtr.std(0) + 1e-3
     net = Head(Xtr.shape[1], Ytr.shape[1], hidden, dropout, mean, std)
@@ -114,7 +116,7 @@ def train_head(Xtr, Ytr, Xva, Yva, hidden=0, dropout=0.2, wd=1e-3, lr=1e-3, epoc
             vl = float(torch.nn.functional.binary_cross_entropy_with_logits(net(Xv), Yv))
         if verbose:
             print(f"  epoch {ep}: val window BCE {vl:.4f}", flush=True)
-        if vl < best:
+        if vl < best or keep_last:
             best, best_ep = vl, ep
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
@@ -335,7 +337,15 @@ def graph(hidden, n_classes, d_in=1024):
 def cmd_export(a):
     import safetensors_io
     names, _, W = tl.load_vocab(str(ROOT / "Assets/classes.json"))
-    net, info = chosen_head()
+    if a.refit:     # the recipe refitted on train + val recordings (presence_refit.py; listening.md)
+        from training.avgas import presence_refit
+        net, info = presence_refit.refit_head()
+        windows = ("training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 train + val recordings, "
+                   f"{info['windows']} windows, energy-aware labels; 25 epochs, last kept (refit after the val learning curve)")
+    else:
+        net, info = chosen_head()
+        windows = ("training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 train recordings, 72000 windows, "
+                   "energy-aware labels; early stop on 1000 val scenes")
     t = {k: v.numpy() for k, v in net.folded().items()}
     metrics = json.loads(a.metrics) if a.metrics else {}
     meta = {"format": "avgas-graph-v1", "architecture": json.dumps(graph(net.hidden, len(names))),
@@ -347,8 +357,7 @@ def cmd_export(a):
                      "(.build/models/yamnet_float.onnx == Assets/models/yamnet.safetensors in Swift); the input "
                      "standardisation of training is folded into fc1",
             "training": json.dumps(dict({k: v for k, v in CHOSEN.items() if k not in ("tracker",)}, **info,
-                                        windows="training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 train "
-                                                "recordings, 72000 windows, energy-aware labels; early stop on 1000 val scenes",
+                                        windows=windows,
                                         split="training/avgas/presence_split.json")),
             "training_commit": commit(), "metrics": json.dumps(metrics),
             "license": "trained by avgas-live on its dataset (data/manifest.csv licenses); see Assets/models/NOTICE"}
@@ -376,7 +385,11 @@ def cmd_final(a):
     """The one evaluation on held-out data: the 44 test clips (chosen head vs the mapping at the
     Swift defaults) and the fixed test mixtures (issue 5's presence protocol)."""
     names, _, W = tl.load_vocab(str(ROOT / "Assets/classes.json"))
-    net, _ = chosen_head()
+    if a.refit:
+        from training.avgas import presence_refit
+        net, _ = presence_refit.refit_head()
+    else:
+        net, _ = chosen_head()
     tcfg = CHOSEN["tracker"]
     cfg = dict(BASE_CFG, on=tcfg["onThreshold"], off=tcfg["offThreshold"], smooth=tcfg["smoothingTime"],
                min_on=tcfg["minimumOnTime"], hold=tcfg["holdTime"])
@@ -392,8 +405,9 @@ def cmd_final(a):
               f"p90 {p90:.2f} s | plain recall {u['recall_plain']:.3f} wrong {u['wrong_plain']:.2f}")
         if a.detail:
             tl.print_detail(res, names)
-    thr, vf, _ = mixture_f1(net, False, CHOSEN["combine"])
-    print(f"val mixtures, head ({CHOSEN['combine']}), threshold {thr}: " + ", ".join(f"{k}-src {v:.3f}" for k, v in vf.items()))
+    # The refit trained on the val recordings: its threshold is the train-only head's, chosen on val.
+    thr, vf, _ = mixture_f1(chosen_head()[0] if a.refit else net, False, CHOSEN["combine"])
+    print(f"val mixtures, train-only head ({CHOSEN['combine']}), threshold {thr}: " + ", ".join(f"{k}-src {v:.3f}" for k, v in vf.items()))
     t = mixture_f1_test(net, False, CHOSEN["combine"], thr)
     print(f"TEST mixtures, head ({CHOSEN['combine']}), threshold {thr}: " + ", ".join(f"{k}-src {v:.3f}" for k, v in t.items()))
     for mthr in (0.45, mixture_f1(None, False, "head")[0]):
@@ -412,8 +426,10 @@ def main(argv=None):
     p.add_argument("--train-only", action="store_true")
     p = sub.add_parser("final")
     p.add_argument("--detail", action="store_true")
+    p.add_argument("--refit", action="store_true", help="the train + val refit (presence_refit.py)")
     p = sub.add_parser("export")
     p.add_argument("--metrics", help="JSON headline metrics for the metadata")
+    p.add_argument("--refit", action="store_true", help="export the train + val refit (presence_refit.py)")
     a = ap.parse_args(argv)
     {"study": cmd_study, "export": cmd_export, "final": cmd_final}[a.cmd](a)
 

@@ -186,18 +186,21 @@ def scene_windows(mix, stems, cls, noise_db, yam, n_classes):
 
 
 def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
-                  src_probs=(0.05, 0.40, 0.35, 0.20)):
+                  src_probs=(0.05, 0.40, 0.35, 0.20), ids=None, name=None):
+    """Windows of `scenes` scenes of the recordings of `split` (or of the explicit list `ids`,
+    cached as windows_{name}: training/avgas/presence_refit.py's subsets and train + val)."""
     ds = loaders.Dataset(str(ROOT / "data"))
     names, cidx = class_index()
     clips_by_cls = {}
-    keep = set(split_ids(split))
+    keep = set(split_ids(split) if ids is None else ids)
+    name = name or f"{split}_{split_tag(split)}"
     for r in ds.rows(kind="audio"):
         if r["id"] not in keep:
             continue
         clips_by_cls.setdefault(r["class"], []).append(ds.load_clip(r))
     split_names = sorted(clips_by_cls)
     yam = Yamnet(threads=1)
-    part_dir = CACHE / f"windows_{split}_{split_tag(split)}.parts"
+    part_dir = CACHE / f"windows_{name}.parts"
     part_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (scenes + chunk - 1) // chunk
     t0 = time.time()
@@ -219,7 +222,7 @@ def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
         tmp.rename(pf)
         print(f"{split} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
     parts = [np.load(part_dir / f"{k:04d}.npz") for k in range(n_chunks)]
-    out = CACHE / f"windows_{split}_{split_tag(split)}.npz"
+    out = CACHE / f"windows_{name}.npz"
     np.savez(out, classes=np.array(names), **{key: np.concatenate([p[key] for p in parts]) for key in parts[0].files})
     print(f"wrote {out}")
 

@@ -246,6 +246,29 @@ def within(res, balanced, limit=0.4):
     return sum(w for x, w in det if x <= limit + 1e-9) / tot
 
 
+# The shipped onset path (Swift OnsetConfiguration / TrackerConfiguration.learnedHead).
+SHIPPED = dict(DET, tile="both", fast=0.9)
+
+
+def evaluate_net(net, split="val"):
+    """The shipped tracker + onset path (both fills, pre 0, min 24, fast 0.9, mid-hops) with presence
+    head `net` ("or" with the mapping) on a clip set: (class-balanced summary, unweighted summary,
+    class-balanced share of detected clips heard within 0.4 s)."""
+    names, _, W = tl.load_vocab(str(pres.ROOT / "Assets/classes.json"))
+    scorer = pres.make_scorer(net, W, False, "or")
+    det = {k: v for k, v in SHIPPED.items() if k != "fast"}
+    cs = view(prepare(split, det, pdata.Yamnet(threads=1), net, W, sub=True))
+
+    def sc(c, v, step):
+        x = scorer(c, v, step).copy()
+        x[c[f"hops_{v}"] % 2 == 1] = np.nan       # mid-hops: the fast rule only
+        return x
+
+    cfg = dict(on=0.45, off=0.225, smooth=0.25, min_on=0.5, hold=0.5, fast=SHIPPED["fast"])
+    res = tl.evaluate(cs, names, W, cfg, hop=5, scorer=sc, fast_scorer=lambda c, v, step: c[f"tile_{v}"])
+    return tl.summarise(res, True), tl.summarise(res, False), within(res, True)
+
+
 def cmd_study(a):
     names, _, W = tl.load_vocab(str(pres.ROOT / "Assets/classes.json"))
     net, _ = pres.chosen_head()

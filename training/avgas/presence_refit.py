@@ -1,0 +1,172 @@
+"""Should the presence head be refitted on train + val recordings? A learning curve on val decides
+(rule in training/reports/listening.md, "Seventh session: refit the presence head").
+
+  curve:  the committed recipe (presence.CHOSEN) on windows from random 60% / 80% subsets of the
+          train recordings (whole split groups, drawn per class, each class keeps >= 1 group;
+          subset seeds 1, 2) and on all of them; val window BCE and the shipped tracker + onset
+          path on the 80 val clips (presence_onset.evaluate_net).
+  refit:  the same recipe on windows of the train + val recordings, 25 epochs, last epoch kept;
+          saved under data/cache/presence/heads/ (presence.py export --refit writes the asset).
+
+Windows: 8000 scenes (seed 0) per recording list, about 6-7 minutes each on one core, cached as
+data/cache/presence/windows_<name>.npz (two builds can run side by side: `windows --part`).
+
+Run: .venv/bin/python -m training.avgas.presence_refit windows --frac 0.6 --seed 1   (etc.)
+     .venv/bin/python -m training.avgas.presence_refit curve
+     .venv/bin/python -m training.avgas.presence_refit refit
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from training.avgas import presence as pres  # noqa: E402
+from training.avgas import presence_data as pdata  # noqa: E402
+
+SCENES, SCENE_SEED = 8000, 0
+FRACS, SUBSET_SEEDS = (0.6, 0.8), (1, 2)
+RESULTS = pdata.CACHE / "refit_curve.json"
+
+
+def groups_by_class(ids):
+    """{class: {split_group: [ids]}} for the given audio ids (data/manifest.csv)."""
+    keep = set(ids)
+    out = {}
+    with open(pres.ROOT / "data/manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["id"] in keep:
+                out.setdefault(r["class"], {}).setdefault(r["split_group"], []).append(r["id"])
+    missing = keep - {i for g in out.values() for ids_ in g.values() for i in ids_}
+    if missing:
+        raise SystemExit(f"presence_refit: {len(missing)} ids of presence_split.json are not in data/manifest.csv")
+    return out
+
+
+def subset_ids(frac, seed):
+    """A random `frac` of the train recordings: per class, round(frac * groups) whole split groups
+    (at least one), so near-duplicate cuts of one original never straddle the subset's edge."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls, groups in sorted(groups_by_class(pdata.split_ids("train")).items()):
+        keys = sorted(groups)
+        k = max(1, int(round(frac * len(keys))))
+        for g in rng.permutation(len(keys))[:k]:
+            out.extend(groups[keys[g]])
+    return sorted(out)
+
+
+def name_of(ids, label):
+    return f"{label}_{hashlib.sha1(chr(10).join(sorted(ids)).encode()).hexdigest()[:8]}"
+
+
+def windows(ids, label):
+    """Cached windows (emb96, y96) for a recording list."""
+    name = name_of(ids, label)
+    path = pdata.CACHE / f"windows_{name}.npz"
+    if not path.exists():
+        pdata.build_windows("train", SCENES, SCENE_SEED, ids=ids, name=name)
+    z = np.load(path)
+    return z["emb96"].astype(np.float32), z["y96"].astype(np.float32)
+
+
+def fit(Xtr, Ytr, keep_last=False):
+    c = pres.CHOSEN
+    ev_, _, yv, _ = pres.load_windows("val")
+    return pres.train_head(Xtr, Ytr, ev_, yv, c["hidden"], c["dropout"], c["wd"], c["lr"], c["epochs"],
+                           seed=c["seed"], keep_last=keep_last)
+
+
+def cmd_windows(a):
+    ids = subset_ids(a.frac, a.seed) if a.frac < 1 else (
+        sorted(pdata.split_ids("train") + pdata.split_ids("val")) if a.trainval else pdata.split_ids("train"))
+    label = "trainval" if a.trainval else f"sub{int(round(a.frac * 100))}s{a.seed}"
+    print(f"{label}: {len(ids)} recordings", flush=True)
+    windows(ids, label)
+
+
+def cmd_curve(a):
+    from training.avgas import presence_onset as po
+    rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    runs = [(f, s) for f in FRACS for s in SUBSET_SEEDS] + [(1.0, 0)]
+    for frac, seed in runs:
+        key = f"{frac}_{seed}"
+        if key in rows:
+            continue
+        if frac < 1:
+            ids = subset_ids(frac, seed)
+            X, Y = windows(ids, f"sub{int(round(frac * 100))}s{seed}")
+            net, info = fit(X, Y)
+        else:
+            ids = pdata.split_ids("train")
+            net, info = pres.chosen_head()
+        b, u, share = po.evaluate_net(net, "val")
+        rows[key] = dict(frac=frac, seed=seed, recordings=len(ids), val_bce=float(info["val_bce"]),
+                         best_epoch=int(info["best_epoch"]), recall_bal=b["recall"], wrong_bal=b["wrong"],
+                         latency_bal=b["latency"], share_bal=share, recall_unw=u["recall"], wrong_unw=u["wrong"])
+        print(json.dumps(rows[key]), flush=True)
+        RESULTS.write_text(json.dumps(rows, indent=1))
+    mean = lambda f, k: float(np.mean([r[k] for r in rows.values() if r["frac"] == f]))
+    b60, b80, b100 = mean(0.6, "val_bce"), mean(0.8, "val_bce"), mean(1.0, "val_bce")
+    r80, r100 = mean(0.8, "recall_bal"), mean(1.0, "recall_bal")
+    print("| train recordings | val window BCE | val clips recall / wrong / share within 0.4 s (class-balanced) |")
+    print("| --- | ---: | --- |")
+    for f in (0.6, 0.8, 1.0):
+        rs = [r for r in rows.values() if r["frac"] == f]
+        print(f"| {int(f * 100)}% ({', '.join(str(r['recordings']) for r in rs)}) | "
+              + ", ".join("%.4f" % r["val_bce"] for r in rs) + f" (mean {mean(f, 'val_bce'):.4f}) | "
+              + "; ".join(f"{r['recall_bal']:.3f} / {r['wrong_bal']:.2f} / {r['share_bal']:.3f}" for r in rs) + " |")
+    refit = b100 <= b80 - 0.002 and b80 <= b60 and r100 >= r80
+    print(f"rule: BCE(100%) {b100:.4f} <= BCE(80%) {b80:.4f} - 0.002: {b100 <= b80 - 0.002}; "
+          f"BCE(80%) <= BCE(60%) {b60:.4f}: {b80 <= b60}; recall(100%) {r100:.3f} >= recall(80%) {r80:.3f}: {r100 >= r80}"
+          f" -> {'REFIT' if refit else 'keep the train-only head'}")
+
+
+REFIT_PATH = pdata.CACHE / "heads" / "refit_trainval.pt"
+
+
+def refit_head():
+    """The refitted head (train + val recordings, last epoch), trained once and cached."""
+    c = pres.CHOSEN
+    if REFIT_PATH.exists():
+        d = torch.load(REFIT_PATH)
+        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
+        net.load_state_dict(d["state"])
+        net.eval()
+        return net, d["info"]
+    ids = sorted(pdata.split_ids("train") + pdata.split_ids("val"))
+    X, Y = windows(ids, "trainval")
+    net, info = fit(X, Y, keep_last=True)
+    info = dict(info, recordings=len(ids), windows=int(len(X)))
+    REFIT_PATH.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
+               REFIT_PATH)
+    return net, info
+
+
+def cmd_refit(a):
+    net, info = refit_head()
+    print(f"refit head: {info}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("windows")
+    p.add_argument("--frac", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--trainval", action="store_true")
+    sub.add_parser("curve")
+    sub.add_parser("refit")
+    a = ap.parse_args(argv)
+    {"windows": cmd_windows, "curve": cmd_curve, "refit": cmd_refit}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
