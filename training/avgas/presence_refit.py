@@ -49,17 +49,23 @@ def groups_by_class(ids):
     return out
 
 
-def subset_ids(frac, seed):
-    """A random `frac` of the train recordings: per class, round(frac * groups) whole split groups
-    (at least one), so near-duplicate cuts of one original never straddle the subset's edge."""
+def draw_subset(by_class, frac, seed):
+    """{class: {group: [ids]}} -> a random `frac` of the recordings: per class, round(frac * groups)
+    whole split groups (at least one), so near-duplicate cuts of one original never straddle the
+    subset's edge. Deterministic for a seed."""
     rng = np.random.default_rng(seed)
     out = []
-    for cls, groups in sorted(groups_by_class(pdata.split_ids("train")).items()):
+    for cls, groups in sorted(by_class.items()):
         keys = sorted(groups)
         k = max(1, int(round(frac * len(keys))))
         for g in rng.permutation(len(keys))[:k]:
             out.extend(groups[keys[g]])
     return sorted(out)
+
+
+def subset_ids(frac, seed):
+    """draw_subset of the train recordings of presence_split.json."""
+    return draw_subset(groups_by_class(pdata.split_ids("train")), frac, seed)
 
 
 def name_of(ids, label):

@@ -67,3 +67,21 @@ def test_fills_match_the_swift_rules():
     assert mirror[-1, 0] == repeat[-1, 0] == 4          # both end with the newest frame
     st = po.fill(seg, "stretch")
     assert st[0, 0] == 0 and st[-1, 0] == 4 and np.all(np.diff(st[:, 0]) >= 0)
+
+
+def test_refit_subsets_keep_groups_whole_and_every_class():
+    """presence_refit.draw_subset: whole split groups, at least one per class, deterministic."""
+    from training.avgas import presence_refit as pr
+    by = {"dog": {f"g{k}": [f"d{k}_0", f"d{k}_1"] for k in range(5)},
+          "cat": {"c": ["c0"]},
+          "cow": {f"h{k}": [f"w{k}"] for k in range(10)}}
+    sub = pr.draw_subset(by, 0.6, seed=1)
+    assert sub == pr.draw_subset(by, 0.6, seed=1)
+    assert sub != pr.draw_subset(by, 0.6, seed=2) or sub != pr.draw_subset(by, 0.6, seed=3)
+    for groups in by.values():                       # a group is all in or all out
+        for ids in groups.values():
+            assert all(i in sub for i in ids) or not any(i in sub for i in ids)
+    assert "c0" in sub                               # a one-group class keeps its group
+    assert sum(i.startswith("d") for i in sub) == 3 * 2      # round(0.6 * 5) groups of 2
+    assert sum(i.startswith("w") for i in sub) == 6
+    assert len(pr.draw_subset(by, 1.0, seed=1)) == 10 + 1 + 10
