@@ -76,4 +76,39 @@ final class OnsetPathTests: XCTestCase {
         let regular = hops.filter { !isMid($0.time) }
         XCTAssertEqual(regular.count, (audio.count - 15_600) / 1600 + 1, "every 100 ms hop is still there")
     }
+
+    /// The batched offline path (file replays without images) queues mid-hops with the hops in
+    /// stream order: the same events as hop-by-hop analysis, mid-hop line included.
+    func testMidHopsInBatchesGiveTheSameEvents() throws {
+        let (audio, _) = try onsetClip("duck_quacking.flac")
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var texts: [String] = []
+        var midHops: [Int] = []
+        for batch in [0, 3, 7, 40] {
+            let listener = try SceneListener(assets: assets)
+            let path = dir.appendingPathComponent("e\(batch).jsonl").path
+            let analyzer = Analyzer(hopMilliseconds: 100, listener: listener, spectrogram: SpectrogramStore(capacity: 64),
+                                    scenes: SceneStore(), events: try EventsWriter(path: path))
+            analyzer.batchHops = batch
+            try audio.withUnsafeBufferPointer { a in
+                var o = 0
+                while o < a.count {
+                    let n = min(4096, a.count - o)
+                    try analyzer.consume(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
+                    o += n
+                }
+            }
+            try analyzer.flush()
+            texts.append(try String(contentsOfFile: path, encoding: .utf8))
+            midHops.append(analyzer.timings.midHops)
+        }
+        XCTAssertEqual(midHops[0], 1, "one class turned on between hops")
+        for (i, t) in texts.enumerated().dropFirst() {
+            XCTAssertEqual(texts[0], t, "batch variant \(i)")
+            XCTAssertEqual(midHops[i], midHops[0])
+        }
+        let lines = texts[0].split(separator: "\n")
+        XCTAssertEqual(lines.count, (audio.count - 15_600) / 1600 + 1 + 1, "every hop plus the mid-hop line")
+    }
 }
