@@ -115,6 +115,21 @@ public final class Analyzer {
         }
     }
 
+    /// Feeds `samples` in pushes of `pushSize` samples (160: 10 ms periods as capture delivers
+    /// them; 4096: file replay's ring reads), calling `afterPush` after each one.
+    public func consume(_ samples: [Float], pushSize: Int, afterPush: () throws -> Void = {}) throws {
+        precondition(pushSize > 0, "Analyzer.consume: pushSize must be positive")
+        try samples.withUnsafeBufferPointer { s in
+            var o = 0
+            while o < s.count {
+                let n = min(pushSize, s.count - o)
+                try consume(UnsafeBufferPointer(rebasing: s[o..<(o + n)]))
+                o += n
+                try afterPush()
+            }
+        }
+    }
+
     private func consumeSlice(_ samples: UnsafeBufferPointer<Float>) throws(AvgasError) {
         guard !samples.isEmpty else { return }
         for s in samples {

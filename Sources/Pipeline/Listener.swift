@@ -219,18 +219,12 @@ public enum OfflineAnalysis {
                                 spectrogram: SpectrogramStore(capacity: 64), scenes: scenes, events: nil)
         var hops: [Hop] = []
         var lastHops = 0
-        // Feed in 10 ms periods, as capture does, collecting each hop's scene.
-        try samples.withUnsafeBufferPointer { s in
-            var o = 0
-            while o < s.count {
-                let n = min(160, s.count - o)
-                try analyzer.consume(UnsafeBufferPointer(rebasing: s[o..<(o + n)]))
-                o += n
-                if analyzer.timings.hops + analyzer.timings.midHops != lastHops {
-                    lastHops = analyzer.timings.hops + analyzer.timings.midHops
-                    let sc = scenes.latest()
-                    hops.append(Hop(time: sc.time, active: sc.active))
-                }
+        // Feed in 10 ms periods, as capture does, collecting each hop's (and mid-hop's) scene.
+        try analyzer.consume(samples, pushSize: 160) {
+            if analyzer.timings.hops + analyzer.timings.midHops != lastHops {
+                lastHops = analyzer.timings.hops + analyzer.timings.midHops
+                let sc = scenes.latest()
+                hops.append(Hop(time: sc.time, active: sc.active))
             }
         }
         return hops

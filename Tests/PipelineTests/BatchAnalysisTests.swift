@@ -23,14 +23,7 @@ final class BatchAnalysisTests: XCTestCase {
             let analyzer = Analyzer(hopMilliseconds: 100, listener: listener, spectrogram: SpectrogramStore(capacity: 64),
                                     scenes: SceneStore(), events: events)
             analyzer.batchHops = batch
-            try audio.withUnsafeBufferPointer { a in
-                var o = 0
-                while o < a.count {
-                    let n = min(pushSize, a.count - o)
-                    try analyzer.consume(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
-                    o += n
-                }
-            }
+            try analyzer.consume(audio, pushSize: pushSize)
             try analyzer.flush()
             texts.append(try String(contentsOfFile: path, encoding: .utf8))
             XCTAssertGreaterThan(analyzer.timings.tiledPatches, 0, "the demo starts out of quiet: onset patches")

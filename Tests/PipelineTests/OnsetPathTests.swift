@@ -91,14 +91,7 @@ final class OnsetPathTests: XCTestCase {
             let analyzer = Analyzer(hopMilliseconds: 100, listener: listener, spectrogram: SpectrogramStore(capacity: 64),
                                     scenes: SceneStore(), events: try EventsWriter(path: path))
             analyzer.batchHops = batch
-            try audio.withUnsafeBufferPointer { a in
-                var o = 0
-                while o < a.count {
-                    let n = min(4096, a.count - o)
-                    try analyzer.consume(UnsafeBufferPointer(rebasing: a[o..<(o + n)]))
-                    o += n
-                }
-            }
+            try analyzer.consume(audio, pushSize: 4096)
             try analyzer.flush()
             texts.append(try String(contentsOfFile: path, encoding: .utf8))
             midHops.append(analyzer.timings.midHops)
