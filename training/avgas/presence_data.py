@@ -185,19 +185,25 @@ def scene_windows(mix, stems, cls, noise_db, yam, n_classes):
                 emb48=e48.astype(np.float16), logits48=l48.astype(np.float16), y96=y96, y48=y48)
 
 
+def load_recordings(ids):
+    """(vocabulary names, name -> index, {class: [16 kHz clips]}) for the audio ids `ids`, in
+    manifest order (the order scene drawing depends on)."""
+    ds = loaders.Dataset(str(ROOT / "data"))
+    names, cidx = class_index()
+    keep = set(ids)
+    by = {}
+    for r in ds.rows(kind="audio"):
+        if r["id"] in keep:
+            by.setdefault(r["class"], []).append(ds.load_clip(r))
+    return names, cidx, by
+
+
 def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
                   src_probs=(0.05, 0.40, 0.35, 0.20), ids=None, name=None):
     """Windows of `scenes` scenes of the recordings of `split` (or of the explicit list `ids`,
     cached as windows_{name}: training/avgas/presence_refit.py's subsets and train + val)."""
-    ds = loaders.Dataset(str(ROOT / "data"))
-    names, cidx = class_index()
-    clips_by_cls = {}
-    keep = set(split_ids(split) if ids is None else ids)
+    names, cidx, clips_by_cls = load_recordings(split_ids(split) if ids is None else ids)
     name = name or f"{split}_{split_tag(split)}"
-    for r in ds.rows(kind="audio"):
-        if r["id"] not in keep:
-            continue
-        clips_by_cls.setdefault(r["class"], []).append(ds.load_clip(r))
     split_names = sorted(clips_by_cls)
     yam = Yamnet(threads=1)
     part_dir = CACHE / f"windows_{name}.parts"

@@ -53,16 +53,8 @@ class YamnetMax:
 def build(split, part=0, parts=1, chunk=100):
     """Max features of the windows of presence_data.build_windows(split) (same scenes: same seeds
     per chunk), chunks part::parts; cached per chunk."""
-    from training.avgas.features import class_index
-    from training.dataset import loaders
     scenes, seed = SCENES[split]
-    ds = loaders.Dataset(str(pres.ROOT / "data"))
-    names, cidx = class_index()
-    keep = set(pdata.split_ids(split))
-    by = {}
-    for r in ds.rows(kind="audio"):
-        if r["id"] in keep:
-            by.setdefault(r["class"], []).append(ds.load_clip(r))
+    names, cidx, by = pdata.load_recordings(pdata.split_ids(split))
     split_names = sorted(by)
     yam = YamnetMax()
     out_dir = CACHE / f"{split}_{pdata.split_tag(split)}"

@@ -190,15 +190,7 @@ def onset_windows(split, scenes, seed, det=None):
     out = pdata.CACHE / f"onset_{split}_{tag}_{scenes}_{seed}.npz"
     if out.exists():
         return dict(np.load(out))
-    from training.avgas.features import class_index
-    from training.dataset import loaders
-    ds = loaders.Dataset(str(pres.ROOT / "data"))
-    names, cidx = class_index()
-    keep = set(pdata.split_ids(split))
-    by = {}
-    for r in ds.rows(kind="audio"):
-        if r["id"] in keep:
-            by.setdefault(r["class"], []).append(ds.load_clip(r))
+    names, cidx, by = pdata.load_recordings(pdata.split_ids(split))
     split_names = sorted(by)
     yam = pdata.Yamnet(threads=1)
     rng = np.random.default_rng(seed)
