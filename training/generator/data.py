@@ -41,6 +41,17 @@ def load_embeddings(data_root):
     return {str(i): e.astype(np.float32) for i, e in zip(z["ids"], z["emb"])}
 
 
+def embedding_splits(data_root):
+    """ids -> split of the image set the visual embedding space was fitted on (the file's
+    `splits`); None if the file does not exist. Images added to the manifest later have no
+    embedding, and an image's split is the one recorded there."""
+    p = Path(data_root) / EMB_FILE
+    if not p.exists():
+        return None
+    z = np.load(p, allow_pickle=True)
+    return {str(i): str(s) for i, s in zip(z["ids"], z["splits"])} if "splits" in z.files else None
+
+
 def fake_embeddings(rows, classes, dim=128, seed=0):
     """Smoke-test stand-in when no embedding file exists: class direction + instance noise."""
     rng = np.random.default_rng(seed)

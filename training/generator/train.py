@@ -77,9 +77,36 @@ class Logger:
         self.f.flush()
 
 
+def _cpu(o):
+    """Checkpoints hold CPU tensors, so a run trained on a GPU resumes and loads anywhere."""
+    if torch.is_tensor(o):
+        return o.detach().cpu()
+    if isinstance(o, dict):
+        return {k: _cpu(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return type(o)(_cpu(v) for v in o)
+    return o
+
+
+def device_of(cfg):
+    """`device` = "cpu" (default; the recipe's budgets are for two CPU cores) or "cuda" (optional,
+    same recipe and same numbers of steps, only faster)."""
+    d = cfg.get("device", "cpu")
+    if d == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: device=cuda asked for but no CUDA device is available")
+    return torch.device(d)
+
+
+def ema_update(ema, net, decay):
+    with torch.no_grad():
+        pe, pn = list(ema.parameters()), [p.detach() for p in net.parameters()]
+        torch._foreach_mul_(pe, decay)
+        torch._foreach_add_(pe, pn, alpha=1 - decay)
+
+
 def save_ckpt(path, **state):
     tmp = str(path) + ".tmp"
-    torch.save(state, tmp)
+    torch.save(_cpu(state), tmp)
     os.replace(tmp, path)
 
 
@@ -87,6 +114,15 @@ def load_source(args, cfg, need_emb=True):
     """Images (uint8 NHWC), rows, class list, embeddings dict."""
     classes, layers = data.load_classes(args.classes)
     rows = data.image_rows(args.data)
+    emb_split = data.embedding_splits(args.data)
+    if emb_split is not None and not args.allow_fake_embeddings:
+        # train on the images the visual embedding space covers, in its splits (the shipped run's
+        # 638-image split); images added to the manifest later have no embedding
+        kept = [dict(r, split=emb_split[r["id"]]) for r in rows if r["id"] in emb_split]
+        if len(kept) < len(rows):
+            print(f"images: {len(kept)} of {len(rows)} have a visual embedding "
+                  f"({data.EMB_FILE}); training on those, in that file's splits")
+        rows = kept
     if args.max_images:
         rows = rows[: args.max_images]
     imgs = data.load_images(args.data, rows)
@@ -105,9 +141,10 @@ def load_source(args, cfg, need_emb=True):
 
 def stage_ae(run, cfg, imgs, rows):
     set_seed(1)
+    dev = device_of(cfg)
     tr = np.array([r["split"] == "train" for r in rows])
-    x = torch.from_numpy(imgs[tr]).permute(0, 3, 1, 2).float() / 255.0
-    enc, dec = arch.build("encoder", cfg), arch.build("decoder", cfg)
+    x = (torch.from_numpy(imgs[tr]).permute(0, 3, 1, 2).float() / 255.0).to(dev)
+    enc, dec = arch.build("encoder", cfg).to(dev), arch.build("decoder", cfg).to(dev)
     params = list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.Adam(params, lr=cfg["ae_lr"])
     ck, step = run / "ae.pt", 0
@@ -122,9 +159,9 @@ def stage_ae(run, cfg, imgs, rows):
     for i in bar:
         for g in opt.param_groups:
             g["lr"] = float(sched(i))
-        idx = torch.randint(0, len(x), (cfg["ae_batch"],))
+        idx = torch.randint(0, len(x), (cfg["ae_batch"],)).to(dev)
         b = x[idx]
-        flip = torch.rand(len(b)) < 0.5
+        flip = (torch.rand(len(b)) < 0.5).to(dev)
         b[flip] = b[flip].flip(3)
         oy, ox = np.random.randint(0, 128 - c + 1, 2) // 8 * 8
         b = b[:, :, oy:oy + c, ox:ox + c]
@@ -140,6 +177,8 @@ def stage_ae(run, cfg, imgs, rows):
             bar.set_postfix(l1=f"{l1.item():.4f}")
         if (i + 1) % cfg["ckpt_every"] == 0 or i + 1 == total:
             save_ckpt(ck, enc=enc.state_dict(), dec=dec.state_dict(), opt=opt.state_dict(), step=i + 1)
+        if i + 1 in cfg.get("ae_snapshots", []):  # studies of the schedule: the AE at earlier steps
+            save_ckpt(run / f"ae_{i + 1}.pt", enc=enc.state_dict(), dec=dec.state_dict(), step=i + 1)
     (run / "ae.done").touch()
 
 
@@ -185,7 +224,8 @@ def stage_teacher(run, cfg):
     set_seed(2)
     L = load_latents(run)
     z, zf, e, cls = train_split(L)
-    net = arch.build("denoiser", cfg)
+    dev = device_of(cfg)
+    net = arch.build("denoiser", cfg).to(dev)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["teacher_lr"])
     ck, step = run / "teacher.pt", 0
@@ -207,15 +247,13 @@ def stage_teacher(run, cfg):
         eb[torch.from_numpy(rng.random(B) < cfg["p_uncond"])] = 0.0
         x0 = torch.randn_like(x1)
         t = torch.rand(B)
+        x1, eb, x0, t = x1.to(dev), eb.to(dev), x0.to(dev), t.to(dev)
         xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
         loss = (net(x=xt, t=t, emb=eb) - (x1 - x0)).pow(2).mean()
         opt.zero_grad(); loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(cfg["ema"], (1 + i) / (10 + i))
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(pn.detach(), alpha=1 - d)
+        ema_update(ema, net, min(cfg["ema"], (1 + i) / (10 + i)))
         if i % cfg["log_every"] == 0:
             log(step=i, loss=loss.item(), lr=lr)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -254,7 +292,7 @@ def teacher_sample(net, emb, x0, steps, w):
     """Euler ODE from t=0 (noise x0) to 1 with classifier-free guidance w (w=1: none)."""
     x = x0.clone()
     for k in range(steps):
-        t = torch.full((len(x),), k / steps)
+        t = torch.full((len(x),), k / steps, device=x.device)
         if w == 1.0:
             v = net(x=x, t=t, emb=emb)
         else:
@@ -269,7 +307,8 @@ def stage_pairs(run, cfg):
     set_seed(3)
     L = load_latents(run)
     z, _, e, cls = train_split(L)
-    net = load_denoiser(run, cfg, "teacher")
+    dev = device_of(cfg)
+    net = load_denoiser(run, cfg, "teacher").to(dev)
     rng = np.random.default_rng(3)
     n = cfg["pairs"]
     ck = run / "pairs_partial.npz"
@@ -278,13 +317,13 @@ def stage_pairs(run, cfg):
         p = np.load(ck); X0, X1, E = [p["x0"]], [p["x1"]], [p["emb"]]
     done = sum(len(a) for a in X0)
     bar = tqdm(total=n, initial=done, desc="pairs")
-    bs = 64
+    bs = cfg.get("pair_batch", 64)
     while done < n:
         idx = rng.integers(0, len(z), bs)
         eb = torch.from_numpy(augment_emb_idx(e, cls, idx, rng))
         g = torch.Generator().manual_seed(1000 + done)
         x0 = torch.randn((bs,) + z.shape[1:], generator=g)
-        x1 = teacher_sample(net, eb, x0, cfg["pair_steps"], cfg["guidance"])
+        x1 = teacher_sample(net, eb.to(dev), x0.to(dev), cfg["pair_steps"], cfg["guidance"]).cpu()
         X0.append(x0.numpy()); X1.append(x1.numpy()); E.append(eb.numpy())
         done += bs
         bar.update(bs)
@@ -302,7 +341,8 @@ def stage_student(run, cfg):
     z, zf, e, cls = train_split(L)
     P = np.load(run / "pairs.npz")
     px0, px1, pe = P["x0"], P["x1"], P["emb"]
-    net = load_denoiser(run, cfg, "teacher").train()
+    dev = device_of(cfg)
+    net = load_denoiser(run, cfg, "teacher").train().to(dev)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["student_lr"])
     ck, step = run / "student.pt", 0
@@ -327,16 +367,13 @@ def stage_student(run, cfg):
         r0 = torch.randn_like(r1)
         re = torch.from_numpy(augment_emb_idx(e, cls, ridx, rng))
         rt = 0.3 + 0.7 * torch.rand(nr)
-        x0, x1, eb, t = torch.cat([x0, r0]), torch.cat([x1, r1]), torch.cat([eb, re]), torch.cat([t, rt])
+        x0, x1, eb, t = (torch.cat(p).to(dev) for p in ((x0, r0), (x1, r1), (eb, re), (t, rt)))
         xt = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * x1
         loss = (net(x=xt, t=t, emb=eb) - (x1 - x0)).pow(2).mean()
         opt.zero_grad(); loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(0.998, (1 + i) / (10 + i))
-            for pa, pn in zip(ema.parameters(), net.parameters()):
-                pa.mul_(d).add_(pn.detach(), alpha=1 - d)
+        ema_update(ema, net, min(0.998, (1 + i) / (10 + i)))
         if i % cfg["log_every"] == 0:
             log(step=i, loss=loss.item())
             bar.set_postfix(loss=f"{loss.item():.4f}")

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Seventh+1 session: one call on a lent GPU machine (optional; CI never has one). Trains, side by
+# side, generator runs of the SAME recipe as `make train-generator` (CPU-feasible numbers of
+# samples: teacher 6,150 x 256 = 24,600 x 64, student 1,000 x 256 = 4,000 x 64), differing only in
+# the autoencoder's length; see training/reports/generator_notes.md "A longer autoencoder".
+#   G0: ae_steps 2600 (the shipped recipe)      G1: ae_steps 5200
+#   G2: autoencoder alone, ae_steps 10400 with snapshots at 2600 and 5200 (the ceiling curve only)
+# Needs data/images, data/manifest.csv, data/features/image_embeddings.npz. Writes slim results
+# (EMA / weights only, no optimiser state, no reflow pairs) as <run>.tar.gz under $OUT.
+set -u
+OUT=${OUT:-out/gpu_sweep}; mkdir -p "$OUT"
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+DEV=${DEV:-cuda}; CFG=${CFG:-full}
+# DRY=1: a few steps of the tiny config on the CPU, to check the script's plumbing
+dry=(); [ "${DRY:-0}" = 1 ] && dry=(ae_steps=20 teacher_steps=20 student_steps=10 pairs=64 'ae_snapshots=[5,10]')
+common=(device="\"$DEV\"" threads=2 teacher_batch=256 teacher_steps=6150 teacher_lr=0.0008
+        student_batch=256 student_steps=1000 student_lr=0.0002 pair_batch=512 ckpt_every=500)
+R=${R:-training/runs/sweep}
+slim() {  # $1 = run dir
+  $PY - "$1" <<'PYEOF'
+import sys, torch, pathlib
+r = pathlib.Path(sys.argv[1])
+for f in ["ae.pt", "teacher.pt", "student.pt"] + [p.name for p in r.glob("ae_*.pt")]:
+    p = r / f
+    if p.exists():
+        s = torch.load(p)
+        torch.save({k: v for k, v in s.items() if k != "opt" and not (f != "ae.pt" and not f.startswith("ae_") and k == "net")}, r / ("slim_" + f))
+PYEOF
+  tar czf "$OUT/$(basename "$1").tar.gz" -C "$1" --exclude='pairs*' --exclude='latents.npz' \
+      $(cd "$1" && ls slim_* *.json *.jsonl *.done 2>/dev/null) 2>/dev/null
+}
+run() {  # name, extra --set values...
+  local name=$1; shift
+  $PY -m training.generator.train --config $CFG --run $R/$name --set "${common[@]}" "$@" "${dry[@]}" > "$OUT/$name.log" 2>&1
+  echo "$name exit $?" >> "$OUT/status.txt"; slim $R/$name
+}
+(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU") > "$OUT/status.txt"
+# a watchdog: if the call's time runs short, keep what the runs have checkpointed so far
+(sleep ${DEADLINE:-470}; echo "deadline: partial results" >> "$OUT/status.txt"; for r in G0 G1 G2; do [ -d $R/$r ] && slim $R/$r; done) &
+dog=$!
+run G0 ae_steps=2600 & p0=$!
+run G1 ae_steps=5200 & p1=$!
+(name=G2; $PY -m training.generator.train --config $CFG --run $R/$name --stages ae --set "${common[@]}" ae_steps=10400 'ae_snapshots=[2600,5200]' "${dry[@]}" > "$OUT/$name.log" 2>&1; echo "$name exit $?" >> "$OUT/status.txt"; slim $R/$name) & p2=$!
+wait $p0 $p1 $p2
+kill $dog 2>/dev/null
+cat "$OUT/status.txt"; ls -la "$OUT"
