@@ -35,6 +35,16 @@ run() {  # name, extra --set values...
   $PY -m training.generator.train --config $CFG --run $R/$name --set "${common[@]}" "$@" "${dry[@]}" > "$OUT/$name.log" 2>&1
   echo "$name exit $?" >> "$OUT/status.txt"; slim $R/$name
 }
+if [ "${SWEEP:-1}" = 2 ]; then
+  # second call: latent-translation augmentation of the teacher (notes: "a second GPU call")
+  (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU") > "$OUT/status.txt"
+  (sleep ${DEADLINE:-470}; echo "deadline: partial results" >> "$OUT/status.txt"; for r in G3 G3b; do [ -d $R/$r ] && slim $R/$r; done) &
+  dog=$!
+  run G3 ae_steps=2600 teacher_shift=1 & p0=$!
+  run G3b ae_steps=2600 teacher_shift=2 & p1=$!
+  wait $p0 $p1; kill $dog 2>/dev/null
+  cat "$OUT/status.txt"; ls -la "$OUT"; exit 0
+fi
 (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU") > "$OUT/status.txt"
 # a watchdog: if the call's time runs short, keep what the runs have checkpointed so far
 (sleep ${DEADLINE:-470}; echo "deadline: partial results" >> "$OUT/status.txt"; for r in G0 G1 G2; do [ -d $R/$r ] && slim $R/$r; done) &

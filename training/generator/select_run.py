@@ -24,6 +24,28 @@ import torch
 from . import data
 from .evaluate import Gen, Judge, RET, match_splits, to_uint8, top1_acc
 
+CEIL = "autoencoder reconstructions (ceiling)"
+
+
+def val_images(L, data_root):
+    """Indices (into the run's latents) of the doubly held-out validation images."""
+    rows, split, cur = match_splits(L, data.image_rows(data_root))
+    return np.flatnonzero((split == "val") & (cur == "val"))
+
+
+def ae_ceiling(run, judge, classes, data_root):
+    """Judge top-1 on the run's autoencoder reconstructions of the doubly held-out val images
+    (the exported decoder on the normalised latents: the ceiling for anything decoded)."""
+    run = Path(run)
+    cfg = json.load(open(run / "config.json"))
+    from .export import exported_decoder
+    from .train import load_latents
+    L = load_latents(run)
+    idx = val_images(L, data_root)
+    with torch.no_grad():
+        rec = to_uint8(exported_decoder(run, cfg)(z=torch.from_numpy(L["z"][idx])))
+    return top1_acc(judge.scores(rec), [str(L["classes"][i]) for i in idx], classes)[0], len(idx)
+
 
 def evaluate_run(run, judge, classes, data_root):
     run = Path(run)
@@ -33,8 +55,7 @@ def evaluate_run(run, judge, classes, data_root):
     from .export import select_exemplars
     sel = select_exemplars(L, classes, 4)
     gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
-    rows, split, cur = match_splits(L, data.image_rows(data_root))
-    idx = np.flatnonzero((split == "val") & (cur == "val"))
+    idx = val_images(L, data_root)
     cls = [str(L["classes"][i]) for i in idx]
     cidx = np.array([classes.index(c) for c in cls])
     emb = torch.from_numpy(L["emb"][idx])
@@ -48,6 +69,7 @@ def evaluate_run(run, judge, classes, data_root):
     out = {"run": str(run), "n_val_images": int(len(idx)), "n_val_classes": int(len(set(cls)))}
     for name, im in modes.items():
         out[name] = top1_acc(judge.scores(to_uint8(im)), cls, classes)[0]
+    out[CEIL] = ae_ceiling(run, judge, classes, data_root)[0]
     json.dump(out, open(run / "select_val.json", "w"), indent=1)
     return out
 
@@ -58,11 +80,18 @@ def main(argv=None):
     ap.add_argument("--data", default="data")
     ap.add_argument("--classes", default="Assets/classes.json")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ae-only", action="store_true",
+                    help="only the autoencoder ceiling (runs that hold an autoencoder and latents alone)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     classes, _ = data.load_classes(args.classes)
     from training.avgas.judge_refit import TRAINONLY_PATH
     judge = Judge(classes, args.data, path=TRAINONLY_PATH)
+    if args.ae_only:
+        for r in args.runs:
+            acc, n = ae_ceiling(r, judge, classes, args.data)
+            print(f"| {r} | {CEIL}: {acc:.3f} ({n} val images) |")
+        return
     res = [evaluate_run(r, judge, classes, args.data) for r in args.runs]
     keys = [k for k in res[0] if k not in ("run", "n_val_images", "n_val_classes")]
     print("| mode | " + " | ".join(r["run"] for r in res) + " |")

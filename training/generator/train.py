@@ -242,7 +242,10 @@ def stage_teacher(run, cfg):
             g["lr"] = lr
         idx = rng.integers(0, len(z), B)
         flip = rng.random(B) < 0.5
-        x1 = torch.from_numpy(np.where(flip[:, None, None, None], zf[idx], z[idx]))
+        x1 = np.where(flip[:, None, None, None], zf[idx], z[idx])
+        if cfg.get("teacher_shift", 0):
+            x1 = shift_latents(x1, cfg["teacher_shift"], rng)
+        x1 = torch.from_numpy(x1)
         eb = torch.from_numpy(augment_emb_idx(e, cls, idx, rng))
         eb[torch.from_numpy(rng.random(B) < cfg["p_uncond"])] = 0.0
         x0 = torch.randn_like(x1)
@@ -260,6 +263,15 @@ def stage_teacher(run, cfg):
         if (i + 1) % cfg["ckpt_every"] == 0 or i + 1 == total:
             save_ckpt(ck, net=net.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=i + 1)
     (run / "teacher.done").touch()
+
+
+def shift_latents(x, s, rng):
+    """Translate each latent [C, H, W] by (dy, dx) uniform in [-s, s] latent pixels (8 image pixels
+    each), edges replicated: the same picture placed a little elsewhere, same embedding."""
+    B, C, H, W = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)), mode="edge")
+    d = rng.integers(0, 2 * s + 1, (B, 2))
+    return np.stack([xp[k, :, d[k, 0]:d[k, 0] + H, d[k, 1]:d[k, 1] + W] for k in range(B)])
 
 
 def augment_emb_idx(e, cls, idx, rng, p_blend=0.3, p_noise=0.2, sigma=0.35):

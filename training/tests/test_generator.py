@@ -241,3 +241,50 @@ def test_decoder_finetune_stage(trained, tmp_path):
     d = export.exported_decoder(r2, cfg).state_numpy()
     for k, v in ft.state_numpy().items():
         assert np.array_equal(d[k], v)
+
+
+def test_training_rows_follow_the_embedding_file(tmp_path):
+    """Images without a visual embedding (added to the manifest after the embedding space was
+    fitted) are left out, and each kept image takes the split recorded in the embedding file."""
+    import argparse
+    data = tmp_path / "data"
+    make_toy_dataset(data)
+    rows = list(csv.DictReader(open(data / "manifest.csv")))
+    keep = rows[:20]
+    (data / "features").mkdir()
+    rng = np.random.default_rng(1)
+    np.savez(data / "features" / "image_embeddings.npz", ids=np.array([r["id"] for r in keep]),
+             emb=rng.standard_normal((20, 128)).astype(np.float32),
+             splits=np.array(["val" if i % 5 == 0 else "train" for i in range(20)]))
+    args = argparse.Namespace(classes=str(data / "classes.json"), data=str(data), max_images=0,
+                              allow_fake_embeddings=False)
+    classes, got, imgs, emb = train.load_source(args, dict(train.CONFIGS["tiny"]), True)
+    assert sorted(r["id"] for r in got) == sorted(r["id"] for r in keep)
+    want = {r["id"]: ("val" if i % 5 == 0 else "train") for i, r in enumerate(keep)}
+    assert all(r["split"] == want[r["id"]] for r in got)
+    assert imgs.shape == (20, 128, 128, 3) and set(emb) == set(want)
+
+
+def test_autoencoder_snapshots_and_cpu_checkpoints(tmp_path):
+    data = tmp_path / "data"
+    make_toy_dataset(data)
+    run = tmp_path / "run"
+    train.main(["--config", "tiny", "--run", str(run), "--data", str(data), "--classes", str(data / "classes.json"),
+                "--allow-fake-embeddings", "--stages", "ae", "--set", "ae_steps=12", "ae_snapshots=[4, 8]"])
+    for name, step in (("ae_4.pt", 4), ("ae_8.pt", 8), ("ae.pt", 12)):
+        s = torch.load(run / name)
+        assert s["step"] == step
+        assert all(v.device.type == "cpu" for v in s["enc"].values())
+    a, b = torch.load(run / "ae_4.pt")["dec"], torch.load(run / "ae.pt")["dec"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shift_latents_translates_with_replicated_edges():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2, 6, 6)).astype(np.float32)
+    y = train.shift_latents(x, 1, rng)
+    assert y.shape == x.shape
+    for k in range(64):  # every output is one of the 9 replicate-padded translations of its input
+        xp = np.pad(x[k], ((0, 0), (1, 1), (1, 1)), mode="edge")
+        assert any(np.array_equal(y[k], xp[:, a:a + 6, b:b + 6]) for a in range(3) for b in range(3))
+    assert sum(np.array_equal(y[k], x[k]) for k in range(64)) < 64 // 2
