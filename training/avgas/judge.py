@@ -224,21 +224,32 @@ def _head_np(t, x):
 
 # ---------------------------------------------------------------------------- v3 heads
 
-def fit_member(m: dict, train_views, y, n_classes, seed=0) -> dict:
+def fit_member(m: dict, train_views, y, n_classes, seed=0, extra=None) -> dict:
     """Fit a v3 member's head. train_views: list of [n, D] selected-layer feature arrays of the
     train rows (views and augmented copies), all labelled y. m["head"]: kind in
     softmax | bce | balanced (softmax, inverse class frequency weights) | ncm (cosine prototypes)
     | softmax+ncm (probabilities averaged); wd = L2 penalty on the weights (mean loss + wd*|W|^2);
-    tau = prototype temperature. Full-batch L-BFGS."""
+    tau = prototype temperature. Full-batch L-BFGS.
+    extra = (views, P): more rows with soft targets P [n, n_classes] (each view of the same n
+    pictures), for the softmax head only: the loss is then the mean soft cross-entropy over all rows
+    (for hard rows equal to the plain one), standardisation over all rows
+    (training/avgas/judge_multilabel.py)."""
     import torch
     X = np.concatenate([transform(v, m["arch"], m["layers"], m["blockl2"]) for v in train_views])
     Y = np.tile(y, len(train_views))
+    n_hard = len(X)
+    if extra is not None:
+        assert m["head"]["kind"] == "softmax", "soft targets: softmax heads only"
+        ev, P = extra
+        X = np.concatenate([X] + [transform(v, m["arch"], m["layers"], m["blockl2"]) for v in ev])
+        Psoft = np.concatenate([np.eye(n_classes, dtype=np.float32)[Y], np.tile(P, (len(ev), 1))])
     mu, sd = X.mean(0), X.std(0) + 1e-6
     Z = (X - mu) / sd
     h = m["head"]
     t = {"feat_mean": mu, "feat_std": sd}
     if h["kind"] in ("ncm", "softmax+ncm"):
         zn = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-8)
+        zn = zn[:n_hard]
         pr = np.stack([zn[Y == c].mean(0) if (Y == c).any() else np.zeros(Z.shape[1]) for c in range(n_classes)])
         t["protos"] = pr / np.maximum(np.linalg.norm(pr, axis=1, keepdims=True), 1e-8)
     if h["kind"] != "ncm":
@@ -250,13 +261,16 @@ def fit_member(m: dict, train_views, y, n_classes, seed=0) -> dict:
         cnt = np.bincount(Y, minlength=n_classes).astype(np.float32)
         w = torch.from_numpy(np.where(cnt > 0, cnt.sum() / np.maximum(cnt, 1) / n_classes, 0)).float()
         Y1 = torch.nn.functional.one_hot(Yt, n_classes).float()
+        Ps = torch.from_numpy(Psoft) if extra is not None else None
         opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=h.get("iters", 150), history_size=10,
                                 line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
 
         def closure():
             opt.zero_grad()
             z = lin(Xt)
-            if h["kind"] == "bce":
+            if extra is not None:
+                loss = -(Ps * torch.log_softmax(z, 1)).sum(1).mean()
+            elif h["kind"] == "bce":
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(z, Y1) * n_classes
             elif h["kind"] == "balanced":
                 loss = torch.nn.functional.cross_entropy(z, Yt, weight=w)

@@ -130,3 +130,48 @@ def test_refit_learning_curve_subsets_keep_groups_whole():
     assert all(m[i] for i in np.nonzero(tr)[0] if groups[i] in kept)
     assert (group_subset(tr, groups, 0.8, seed=5) == m).all()      # seeded
     assert (group_subset(tr, groups, 1.0, seed=0) == tr).all()
+
+
+def test_fit_member_soft_targets_learn_two_subject_rows():
+    """Rows labelled 0.5 / 0.5 (two-subject composites) teach the softmax head to put both classes
+    on top for such rows, while single rows stay right."""
+    g = np.random.default_rng(0)
+    C, n, d = 46, 5, 320 + 1280
+    cent = g.standard_normal((C, d)).astype(np.float32) * 3
+    y = np.repeat(np.arange(C), n)
+    views = [cent[y] + g.standard_normal((len(y), d)).astype(np.float32) for _ in range(2)]
+    a, b = g.integers(0, C, 300), g.integers(0, C, 300)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    mix = lambda: (0.5 * (cent[a] + cent[b]) + g.standard_normal((len(a), d))).astype(np.float32)
+    P = np.zeros((len(a), C), np.float32)
+    P[np.arange(len(a)), a] += 0.5
+    P[np.arange(len(a)), b] += 0.5
+    m = {"arch": "lite0", "layers": ["s7", "head"], "blockl2": False, "tta": "prob",
+         "head": {"kind": "softmax", "wd": 1e-3, "iters": 40}}
+    t = J.fit_member(m, views, y, C, extra=([mix(), mix()], P))
+    yv = np.arange(C)
+    p1 = J.member_probs(t, m, [cent[yv] + g.standard_normal((C, d)).astype(np.float32)])
+    assert (p1.argmax(1) == yv).mean() > 0.9
+    p2 = J.member_probs(t, m, [mix()])
+    top2 = np.argsort(-p2, 1)[:, :2]
+    both = np.mean([{a[k], b[k]} == set(top2[k]) for k in range(len(a))])
+    assert both > 0.8
+    with pytest.raises(AssertionError):
+        J.fit_member(dict(m, head={"kind": "bce", "wd": 1e-3}), views, y, C, extra=([mix()], P))
+
+
+def test_composites_show_both_pictures():
+    from training.avgas.judge_multilabel import composite, make_composites
+    g = np.random.default_rng(0)
+    red = np.zeros((128, 128, 3), np.uint8); red[..., 0] = 255
+    blue = np.zeros((128, 128, 3), np.uint8); blue[..., 2] = 255
+    for layout in ("lr", "tb", "collage"):
+        c = composite(red, blue, layout, g)
+        assert c.shape == (128, 128, 3) and c.dtype == np.uint8
+        is_red = (c[..., 0] > 200) & (c[..., 2] < 50)
+        is_blue = (c[..., 2] > 200) & (c[..., 0] < 50)
+        assert is_red.sum() > 0 and is_blue.sum() > 1000
+    imgs = np.stack([red, blue, red, blue])
+    out, pairs = make_composites(imgs, ["a", "b", "a", "b"], 6)
+    assert out.shape == (6, 128, 128, 3) and all(set(p) == {"a", "b"} for p in pairs)
