@@ -4,7 +4,8 @@
 #                             (data/features/image_embeddings.npz, visual_projection.npz, README)
 #   make separator-features - YAMNet (float ONNX, onnxruntime) embeddings of random training windows
 #                             (train/val mixtures of 0-3 sources, augmented) and of the fixed eval mixtures
-#   make train-separator    - judge (train-only, chosen on val; then refitted on train + val) +
+#   make train-separator    - judge (train-only, chosen on val; then refitted on train + val; then
+#                             the multi-subject recipe, val study + refit, judge_multilabel.py) +
 #                             separator + ablation training (resumable checkpoints under
 #                             data/features/ckpt/), export to Assets/models/*.safetensors + parity fixture
 #   make eval-separator     - training/reports/separator.md with tables and plots
@@ -36,6 +37,8 @@ separator-features: $(SEP_FEAT)/audio_train.npz $(SEP_FEAT)/audio_val_clips.npz
 train-separator: visual-embeddings separator-features
 	$(VPY) -m training.avgas.judge train --data data --threads $(SEP_THREADS)
 	$(VPY) -m training.avgas.judge_refit --data data --threads $(SEP_THREADS)
+	$(VPY) -m training.avgas.judge_multilabel --data data --threads $(SEP_THREADS)
+	$(VPY) -m training.avgas.judge_multilabel --data data --threads $(SEP_THREADS) --refit
 	$(VPY) -m training.avgas.train --data data --threads $(SEP_THREADS)
 
 eval-separator: $(SEP_FEAT)/audio_val_clips.npz | pyenv-torch

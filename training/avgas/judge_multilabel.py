@@ -209,6 +209,10 @@ def fit_recipe(members, idx, comp, P, y, C, F, feats, log=print):
 
 def refit(a, t0, tens_old, meta_old, members, names, rows, y, sp, F, feats):
     import subprocess
+    sp_path = Path(a.data) / "features" / "judge_multilabel_val.json"
+    if not sp_path.exists() or not json.load(open(sp_path))["rule"]["adopt"]:
+        print(f"{sp_path}: the val study did not adopt the recipe (or has not run): the committed judges stay")
+        return
     import safetensors_io
     from training.dataset.loaders import Dataset
     ds = Dataset(a.data)
@@ -246,7 +250,7 @@ def refit(a, t0, tens_old, meta_old, members, names, rows, y, sp, F, feats):
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     recipe = (f"the v3 recipe (members as listed) + {a.composites} two-subject composites of the fitted pictures "
               "(soft targets 0.5 / 0.5; layouts lr / tb / collage; training/avgas/judge_multilabel.py)")
-    study = json.load(open(Path(a.data) / "features" / "judge_multilabel_val.json"))
+    study = json.load(open(sp_path))
     for path, fitted, extra in (
             (J.TRAINONLY_PATH, trainonly, {"trained_on": f"real train pictures ({len(tr)}) + augmented copies + composites of them",
                                            "val_top1": f"{val_top1:.4f}", "val_study": json.dumps(study)}),

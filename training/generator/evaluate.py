@@ -82,6 +82,8 @@ class Judge:
             self.version = "v3" if getattr(self.model, "v3", False) else "v1-format"
             if "train + val" in str(meta.get("trained_on", "")):
                 self.version = "v5 (v3 recipe refitted on train + val)"
+            if str(meta.get("version", "")).startswith("v6"):
+                self.version = "v6 (v5 + two-subject composites of real pictures)"
             self.name = (f"training/avgas/judge.py load_judge(): {path.relative_to(J.ROOT) if path.is_relative_to(J.ROOT) else path} "
                          f"(format {meta.get('format')}, sha256 {self.sha}; its own test top-1 "
                          f"{meta.get('test_top1')} on {meta.get('test_n', '?')} images; trained on "
