@@ -44,9 +44,15 @@ def main(argv=None):
     ap.add_argument("--split", default="val", choices=["train", "val", "test"])
     ap.add_argument("--pairs", type=int, default=150)
     ap.add_argument("--data", default="data")
+    ap.add_argument("--base2", type=float, nargs="*", default=[],
+                    help="also score the scene rules with BASE[2] (box side / canvas height for two items) = each value")
+    ap.add_argument("--judge", default=None,
+                    help="judge file (default: the train-only judge for --split val, else the committed one)")
     args = ap.parse_args(argv)
     classes, layers = data.load_classes()
-    judge = Judge(classes, args.data)
+    from training.avgas import judge as J
+    judge = Judge(classes, args.data, path=args.judge or (J.TRAINONLY_PATH if args.split == "val" else J.JUDGE_PATH))
+    print(f"judge: {judge.name}")
     rows = data.image_rows(args.data, splits=(args.split,))
     imgs = data.load_images(args.data, rows)
     by = collections.defaultdict(list)
@@ -60,6 +66,18 @@ def main(argv=None):
     pairs = [tuple(cl[j] for j in rng.choice(len(cl), 2, replace=False)) for _ in range(args.pairs)]
     layouts = {"scene": lambda items: compose.compose(items),
                "panels": lambda items: panels([it["image"] for it in items])}
+
+    def with_base2(b):
+        def f(items):
+            old = compose.BASE[2]
+            compose.BASE[2] = b
+            try:
+                return compose.compose(items)
+            finally:
+                compose.BASE[2] = old
+        return f
+    for b in args.base2:
+        layouts[f"scene, BASE[2] = {b:g}"] = with_base2(b)
     print("| layout | CRS2 | R@2* |\n|---|---:|---:|")
     for name, f in layouts.items():
         outs, sets = [], []
