@@ -14,6 +14,11 @@ Stages (each checkpointed under <run>/, skipped when <run>/<stage>.done exists):
 
 Convention: x_t = (1 - t) * noise + t * data, t in [0, 1], velocity v = data - noise.
 
+The recipe is sized for two CPU cores (`make train-generator`, about 80 minutes). `--set
+device='"cuda"'` runs the same stages on a GPU when one is lent (optional; checkpoints always hold
+CPU tensors, so such a run resumes and evaluates anywhere); training/generator/gpu_sweep.sh is how
+the eighth session compared variants that way.
+
     python -m training.generator.train --config full --run training/runs/generator
 """
 from __future__ import annotations
