@@ -21,11 +21,14 @@ slim() {  # $1 = run dir
   $PY - "$1" <<'PYEOF'
 import sys, torch, pathlib
 r = pathlib.Path(sys.argv[1])
-for f in ["ae.pt", "teacher.pt", "student.pt"] + [p.name for p in r.glob("ae_*.pt")]:
-    p = r / f
-    if p.exists():
+# autoencoders keep enc + dec; teacher and student keep their EMA weights (what is evaluated and
+# exported); optimiser states and raw weights stay behind
+drop = {"ae": {"opt"}, "teacher": {"opt", "net"}, "student": {"opt", "net"}}
+for p in sorted(r.glob("*.pt")):
+    kind = p.stem.split("_")[0]
+    if kind in drop and not p.name.startswith("slim_"):
         s = torch.load(p)
-        torch.save({k: v for k, v in s.items() if k != "opt" and not (f != "ae.pt" and not f.startswith("ae_") and k == "net")}, r / ("slim_" + f))
+        torch.save({k: v for k, v in s.items() if k not in drop[kind]}, r / ("slim_" + p.name))
 PYEOF
   tar czf "$OUT/$(basename "$1").tar.gz" -C "$1" --exclude='pairs*' --exclude='latents.npz' \
       $(cd "$1" && ls slim_* *.json *.jsonl *.done 2>/dev/null) 2>/dev/null
