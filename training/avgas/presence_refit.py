@@ -7,6 +7,10 @@
           path on the 80 val clips (presence_onset.evaluate_net).
   refit:  the same recipe on windows of the train + val recordings, 25 epochs, last epoch kept;
           saved under data/cache/presence/heads/ (presence.py export --refit writes the asset).
+  pools:  (ninth session) the same recipe on the train recordings plus the training-only pools of
+          training/dataset/tables/audio.tsv (5th column "train2", "train3"; never in val or test),
+          early-stopped on val like the committed head; the same val measurements. --save keeps
+          the head for `presence.py export --pools`.
 
 Windows: 8000 scenes (seed 0) per recording list, about 6-7 minutes each on one core, cached as
 data/cache/presence/windows_<name>.npz (two builds can run side by side: `windows --part`).
@@ -82,11 +86,11 @@ def windows(ids, label):
     return z["emb96"].astype(np.float32), z["y96"].astype(np.float32)
 
 
-def fit(Xtr, Ytr, keep_last=False):
+def fit(Xtr, Ytr, keep_last=False, seed=None):
     c = pres.CHOSEN
     ev_, _, yv, _ = pres.load_windows("val")
     return pres.train_head(Xtr, Ytr, ev_, yv, c["hidden"], c["dropout"], c["wd"], c["lr"], c["epochs"],
-                           seed=c["seed"], keep_last=keep_last)
+                           seed=c["seed"] if seed is None else seed, keep_last=keep_last)
 
 
 def cmd_windows(a):
@@ -137,6 +141,61 @@ def cmd_curve(a):
 REFIT_PATH = pdata.CACHE / "heads" / "refit_trainval.pt"
 
 
+def pool_ids(pools):
+    """Audio ids (data/manifest.csv) of the recordings of audio.tsv's training-only `pools`."""
+    keys = set()
+    for line in (pres.ROOT / "training/dataset/tables/audio.tsv").read_text().splitlines():
+        f = line.split("\t")
+        if not line.startswith("#") and len(f) > 4 and f[4] in pools:
+            keys.add(f"{f[1]}:{f[2]}")
+    with open(pres.ROOT / "data/manifest.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["kind"] == "audio" and r["original_id"] in keys]
+    found = {r["original_id"] for r in rows}
+    if keys - found or any(r["split"] != "train" for r in rows):
+        raise SystemExit(f"presence_refit: pools {pools}: {len(keys - found)} recordings missing from data/manifest.csv "
+                         "(rebuild the dataset) or not in train")
+    return sorted(r["id"] for r in rows)
+
+
+def pools_path(pools, seed=0):
+    return pdata.CACHE / "heads" / f"pools_{'+'.join(pools)}{'' if seed == 0 else f'_seed{seed}'}.pt"
+
+
+def pools_head(pools, seed=0):
+    """The committed recipe (head seed `seed`; the committed head's is 0) on train + `pools`
+    recordings (no pools: the train recordings alone), best epoch by val BCE; cached."""
+    path = pools_path(pools, seed)
+    c = pres.CHOSEN
+    if path.exists():
+        d = torch.load(path)
+        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
+        net.load_state_dict(d["state"])
+        net.eval()
+        return net, d["info"]
+    if pools:
+        ids = sorted(pdata.split_ids("train") + pool_ids(pools))
+        X, Y = windows(ids, "+".join(["train"] + list(pools)))
+    else:
+        ids = pdata.split_ids("train")
+        X, _, Y, _ = pres.load_windows("train")
+    net, info = fit(X, Y, seed=seed)
+    info = dict(info, recordings=len(ids), windows=int(len(X)), pools=list(pools))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
+               path)
+    return net, info
+
+
+def cmd_pools(a):
+    from training.avgas import presence_onset as po
+    net, info = pools_head(a.pools, a.seed)
+    b, u, share = po.evaluate_net(net, "val")
+    thr, vf, _ = pres.mixture_f1(net, False, "or")
+    print(f"train + {'+'.join(a.pools) or 'no pool'}, head seed {a.seed}: {info['recordings']} recordings, val BCE {info['val_bce']:.4f} "
+          f"(epoch {info['best_epoch']}) | val clips bal {pres.short(b)} share {share:.3f} | unw {pres.short(u)} | "
+          f"val mixtures macro F1 at {thr}: " + ", ".join(f"{k}-src {v:.3f}" for k, v in vf.items()), flush=True)
+
+
 def refit_head():
     """The refitted head (train + val recordings, last epoch), trained once and cached."""
     c = pres.CHOSEN
@@ -170,8 +229,11 @@ def main(argv=None):
     p.add_argument("--trainval", action="store_true")
     sub.add_parser("curve")
     sub.add_parser("refit")
+    p = sub.add_parser("pools")
+    p.add_argument("pools", nargs="*", help="training-only pools of audio.tsv, e.g. train2 train3 (none: train only)")
+    p.add_argument("--seed", type=int, default=0, help="head seed (the committed head's: 0)")
     a = ap.parse_args(argv)
-    {"windows": cmd_windows, "curve": cmd_curve, "refit": cmd_refit}[a.cmd](a)
+    {"windows": cmd_windows, "curve": cmd_curve, "refit": cmd_refit, "pools": cmd_pools}[a.cmd](a)
 
 
 if __name__ == "__main__":
