@@ -313,7 +313,7 @@ def test_training_only_pool_goes_to_train_and_moves_nothing():
 def test_audio_table_pools_are_known():
     rows = build.read_table(build.TABLES / "audio.tsv")
     assert all(len(r) in (4, 5) for r in rows)
-    assert {r[4] for r in rows if len(r) == 5} <= {"train2"}
+    assert {r[4] for r in rows if len(r) == 5} <= {"train2", "train3"}
 
 
 def test_frozen_splits_pin_groups():
