@@ -342,6 +342,12 @@ def cmd_export(a):
         net, info = presence_refit.refit_head()
         windows = ("training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 train + val recordings, "
                    f"{info['windows']} windows, energy-aware labels; 25 epochs, last kept (refit after the val learning curve)")
+    elif a.pools:   # train + training-only pools (presence_refit.py pools; listening.md, ninth session)
+        from training.avgas import presence_refit
+        net, info = presence_refit.pools_head(a.pools)
+        windows = (f"training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 recordings of the train split and "
+                   f"the training-only pools {'+'.join(a.pools)} ({info['recordings']} recordings), {info['windows']} "
+                   "windows, energy-aware labels; early stop on 1000 val scenes")
     else:
         net, info = chosen_head()
         windows = ("training/avgas/presence_data.py: 8000 scenes (seed 0) of 0-3 train recordings, 72000 windows, "
@@ -388,6 +394,9 @@ def cmd_final(a):
     if a.refit:
         from training.avgas import presence_refit
         net, _ = presence_refit.refit_head()
+    elif a.pools:
+        from training.avgas import presence_refit
+        net, _ = presence_refit.pools_head(a.pools)
     else:
         net, _ = chosen_head()
     tcfg = CHOSEN["tracker"]
@@ -427,9 +436,11 @@ def main(argv=None):
     p = sub.add_parser("final")
     p.add_argument("--detail", action="store_true")
     p.add_argument("--refit", action="store_true", help="the train + val refit (presence_refit.py)")
+    p.add_argument("--pools", nargs="+", help="the head on train + these training-only pools (presence_refit.py pools)")
     p = sub.add_parser("export")
     p.add_argument("--metrics", help="JSON headline metrics for the metadata")
     p.add_argument("--refit", action="store_true", help="export the train + val refit (presence_refit.py)")
+    p.add_argument("--pools", nargs="+", help="export the head on train + these training-only pools (presence_refit.py pools)")
     a = ap.parse_args(argv)
     {"study": cmd_study, "export": cmd_export, "final": cmd_final}[a.cmd](a)
 

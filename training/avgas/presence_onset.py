@@ -245,10 +245,20 @@ def evaluate_net(net, split="val"):
     """The shipped tracker + onset path (both fills, pre 0, min 24, fast 0.9, mid-hops) with presence
     head `net` ("or" with the mapping) on a clip set: (class-balanced summary, unweighted summary,
     class-balanced share of detected clips heard within 0.4 s)."""
+    res = evaluate_clips(net, split)
+    return tl.summarise(res, True), tl.summarise(res, False), within(res, True)
+
+
+def evaluate_clips(net, split="val", yam=None, ids=None):
+    """Per-clip results (tune_listening.evaluate) of the shipped tracker + onset path with head
+    `net` on the clips of `split` (only those whose id is in `ids`, if given). `yam` scores the
+    tiled patches (default: a fresh float YAMNet)."""
     names, _, W = tl.load_vocab(str(pres.ROOT / "Assets/classes.json"))
     scorer = pres.make_scorer(net, W, False, "or")
     det = {k: v for k, v in SHIPPED.items() if k != "fast"}
-    cs = view(prepare(split, det, pdata.Yamnet(threads=1), net, W, sub=True))
+    cs = view(prepare(split, det, yam or pdata.Yamnet(threads=1), net, W, sub=True))
+    if ids is not None:
+        cs = [c for c in cs if c["id"] in ids]
 
     def sc(c, v, step):
         x = scorer(c, v, step).copy()
@@ -256,8 +266,7 @@ def evaluate_net(net, split="val"):
         return x
 
     cfg = dict(on=0.45, off=0.225, smooth=0.25, min_on=0.5, hold=0.5, fast=SHIPPED["fast"])
-    res = tl.evaluate(cs, names, W, cfg, hop=5, scorer=sc, fast_scorer=lambda c, v, step: c[f"tile_{v}"])
-    return tl.summarise(res, True), tl.summarise(res, False), within(res, True)
+    return tl.evaluate(cs, names, W, cfg, hop=5, scorer=sc, fast_scorer=lambda c, v, step: c[f"tile_{v}"])
 
 
 def cmd_study(a):

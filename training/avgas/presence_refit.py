@@ -7,10 +7,13 @@
           path on the 80 val clips (presence_onset.evaluate_net).
   refit:  the same recipe on windows of the train + val recordings, 25 epochs, last epoch kept;
           saved under data/cache/presence/heads/ (presence.py export --refit writes the asset).
+  cv:     (ninth session) 4-fold cross-validation on the train recordings: heads without and with
+          the pools, each scored on its fold's held-out recordings (rule in listening.md,
+          "cross-validation on the train recordings"); `cv-windows --fold K` builds a fold's windows.
   pools:  (ninth session) the same recipe on the train recordings plus the training-only pools of
           training/dataset/tables/audio.tsv (5th column "train2", "train3"; never in val or test),
-          early-stopped on val like the committed head; the same val measurements. --save keeps
-          the head for `presence.py export --pools`.
+          early-stopped on val like the committed head; the same val measurements. The head is
+          cached under data/cache/presence/heads/; `presence.py export --pools ...` writes it as the asset.
 
 Windows: 8000 scenes (seed 0) per recording list, about 6-7 minutes each on one core, cached as
 data/cache/presence/windows_<name>.npz (two builds can run side by side: `windows --part`).
@@ -186,6 +189,100 @@ def pools_head(pools, seed=0):
     return net, info
 
 
+FOLDS, CV_POOLS = 4, ("train2", "train3")
+
+
+def cv_folds():
+    """Held-out recordings of each fold: in every class with >= 2 split groups among the frozen
+    train recordings, the groups shuffled (seed 0, classes in name order) and dealt to the folds in
+    turn, the deal continuing across classes. Classes with one group are in no fold."""
+    by = groups_by_class(pdata.split_ids("train"))
+    rng = np.random.default_rng(0)
+    folds, j = [[] for _ in range(FOLDS)], 0
+    for cls in sorted(by):
+        keys = sorted(by[cls])
+        if len(keys) < 2:
+            continue
+        for g in rng.permutation(len(keys)):
+            folds[j % FOLDS].extend(by[cls][keys[g]])
+            j += 1
+    return [sorted(f) for f in folds]
+
+
+def cv_lists(k):
+    """(T, B) training recording lists of fold k."""
+    held = set(cv_folds()[k])
+    t = sorted(i for i in pdata.split_ids("train") if i not in held)
+    return t, sorted(t + pool_ids(CV_POOLS))
+
+
+def cv_head(k, variant):
+    """The committed recipe on fold k's T or B list (cached under data/cache/presence/heads/)."""
+    path = pdata.CACHE / "heads" / f"cv{k}_{variant}.pt"
+    c = pres.CHOSEN
+    if path.exists():
+        d = torch.load(path)
+        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
+        net.load_state_dict(d["state"])
+        net.eval()
+        return net
+    ids = cv_lists(k)[0 if variant == "T" else 1]
+    X, Y = windows(ids, f"cv{k}{variant}")
+    net, info = fit(X, Y)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
+               path)
+    return net
+
+
+class MemoYamnet:
+    """Float YAMNet memoised by the patches' bytes: the tiled patches of a clip do not depend on
+    the head, so the eight cross-validation heads share one forward per patch set."""
+
+    def __init__(self):
+        self.yam, self.memo = pdata.Yamnet(threads=1), {}
+
+    def __call__(self, p):
+        key = hashlib.sha1(np.ascontiguousarray(p).tobytes()).hexdigest()
+        if key not in self.memo:
+            self.memo[key] = self.yam(p)
+        return self.memo[key]
+
+
+def cmd_cv_windows(a):
+    for variant in ("T", "B"):
+        ids = cv_lists(a.fold)[0 if variant == "T" else 1]
+        print(f"fold {a.fold} {variant}: {len(ids)} recordings", flush=True)
+        windows(ids, f"cv{a.fold}{variant}")
+
+
+def cmd_cv(a):
+    from training.avgas import presence_onset as po
+    tl = pres.tl
+    folds = cv_folds()
+    print("held-out recordings per fold: " + ", ".join(str(len(f)) for f in folds), flush=True)
+    yam, res = MemoYamnet(), {"T": [], "B": []}
+    for k, held in enumerate(folds):
+        for variant in ("T", "B"):
+            r = po.evaluate_clips(cv_head(k, variant), "train", yam=yam, ids=set(held))
+            res[variant] += r
+            print(f"fold {k} {variant}: {pres.short(tl.summarise(r, True))} share {po.within(r, True):.3f} "
+                  f"({len(r)} clips)", flush=True)
+    out = {}
+    for variant in ("T", "B"):
+        b, u = tl.summarise(res[variant], True), tl.summarise(res[variant], False)
+        out[variant] = dict(bal=b, unw=u, share=po.within(res[variant], True), clips=len(res[variant]))
+        print(f"pooled {variant}: class-balanced {pres.short(b)} share {out[variant]['share']:.3f} | "
+              f"unweighted {pres.short(u)} ({len(res[variant])} clips)", flush=True)
+    t, b = out["T"], out["B"]
+    adopt = (b["bal"]["recall"] >= t["bal"]["recall"] + 0.02 and b["bal"]["wrong"] <= t["bal"]["wrong"] + 0.05
+             and b["share"] >= t["share"] - 0.02)
+    print(f"rule: recall {b['bal']['recall']:.3f} >= {t['bal']['recall']:.3f} + 0.02, wrong {b['bal']['wrong']:.2f} <= "
+          f"{t['bal']['wrong']:.2f} + 0.05, share {b['share']:.3f} >= {t['share']:.3f} - 0.02 -> "
+          f"{'ADOPT (B)' if adopt else 'keep the committed head'}")
+    (pdata.CACHE / "cv_pools.json").write_text(json.dumps(out, indent=1, default=float))
+
+
 def cmd_pools(a):
     from training.avgas import presence_onset as po
     net, info = pools_head(a.pools, a.seed)
@@ -229,11 +326,15 @@ def main(argv=None):
     p.add_argument("--trainval", action="store_true")
     sub.add_parser("curve")
     sub.add_parser("refit")
+    p = sub.add_parser("cv-windows")
+    p.add_argument("--fold", type=int, required=True)
+    sub.add_parser("cv")
     p = sub.add_parser("pools")
     p.add_argument("pools", nargs="*", help="training-only pools of audio.tsv, e.g. train2 train3 (none: train only)")
     p.add_argument("--seed", type=int, default=0, help="head seed (the committed head's: 0)")
     a = ap.parse_args(argv)
-    {"windows": cmd_windows, "curve": cmd_curve, "refit": cmd_refit, "pools": cmd_pools}[a.cmd](a)
+    {"windows": cmd_windows, "curve": cmd_curve, "refit": cmd_refit, "pools": cmd_pools, "cv-windows": cmd_cv_windows,
+     "cv": cmd_cv}[a.cmd](a)
 
 
 if __name__ == "__main__":
