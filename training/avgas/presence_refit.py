@@ -192,21 +192,25 @@ def pools_head(pools, seed=0):
 FOLDS, CV_POOLS = 4, ("train2", "train3")
 
 
-def cv_folds():
-    """Held-out recordings of each fold: in every class with >= 2 split groups among the frozen
-    train recordings, the groups shuffled (seed 0, classes in name order) and dealt to the folds in
-    turn, the deal continuing across classes. Classes with one group are in no fold."""
-    by = groups_by_class(pdata.split_ids("train"))
-    rng = np.random.default_rng(0)
-    folds, j = [[] for _ in range(FOLDS)], 0
-    for cls in sorted(by):
-        keys = sorted(by[cls])
+def deal_folds(by_class, folds=FOLDS, seed=0):
+    """{class: {group: [ids]}} -> `folds` lists of held-out ids: in every class with >= 2 groups,
+    the groups shuffled (classes in name order, one generator) and dealt to the folds in turn, the
+    deal continuing across classes so the folds stay even; one-group classes are in no fold."""
+    rng = np.random.default_rng(seed)
+    out, j = [[] for _ in range(folds)], 0
+    for cls in sorted(by_class):
+        keys = sorted(by_class[cls])
         if len(keys) < 2:
             continue
         for g in rng.permutation(len(keys)):
-            folds[j % FOLDS].extend(by[cls][keys[g]])
+            out[j % folds].extend(by_class[cls][keys[g]])
             j += 1
-    return [sorted(f) for f in folds]
+    return [sorted(f) for f in out]
+
+
+def cv_folds():
+    """Held-out recordings of each fold (deal_folds of the frozen train recordings)."""
+    return deal_folds(groups_by_class(pdata.split_ids("train")))
 
 
 def cv_lists(k):

@@ -85,3 +85,38 @@ def test_refit_subsets_keep_groups_whole_and_every_class():
     assert sum(i.startswith("d") for i in sub) == 3 * 2      # round(0.6 * 5) groups of 2
     assert sum(i.startswith("w") for i in sub) == 6
     assert len(pr.draw_subset(by, 1.0, seed=1)) == 10 + 1 + 10
+
+
+def test_cv_folds_hold_out_whole_groups_once():
+    """presence_refit.deal_folds: every group of a class with >= 2 groups is held out exactly once,
+    whole; a class's groups land in different folds (up to 4 groups); one-group classes stay in
+    every training part; deterministic and even."""
+    from training.avgas import presence_refit as pr
+    by = {"dog": {f"g{k}": [f"d{k}_0", f"d{k}_1"] for k in range(3)},
+          "cat": {"c": ["c0"]},
+          "cow": {f"h{k}": [f"w{k}"] for k in range(9)}}
+    folds = pr.deal_folds(by, 4, seed=0)
+    assert folds == pr.deal_folds(by, 4, seed=0)
+    flat = [i for f in folds for i in f]
+    assert sorted(flat) == sorted(i for c in ("dog", "cow") for g in by[c].values() for i in g)   # once each
+    assert "c0" not in flat
+    for ids in by["dog"].values():                   # whole groups, three dog groups in three folds
+        assert sum(all(i in f for i in ids) for f in folds) == 1
+    assert len({k for k, f in enumerate(folds) for i in f if i.startswith("d")}) == 3
+    assert max(len(f) for f in folds) - min(len(f) for f in folds) <= 2
+
+
+def test_readouts_pool_the_cells():
+    """presence_readout: the mid-level read-outs are the mean / max over time x frequency cells,
+    and each study feature has the width the report states."""
+    from training.avgas import presence_readout as pr
+    rng = np.random.default_rng(0)
+    l12, l13 = rng.random((3, 512, 6, 4)), rng.random((3, 1024, 3, 2))
+    f = pr.READOUTS["midlayer"].reduce(l12, l13)
+    assert np.allclose(f["l12mean"], l12.mean((2, 3))) and np.allclose(f["l12max"], l12.max((2, 3)))
+    assert np.allclose(f["l13mean"], l13.mean((2, 3)))
+    e = rng.random((3, 1024))
+    widths = {name: pr.FEATURES[name][1](e, f).shape[1] for name in ("l12", "l12mm", "emb+l12", "l13")}
+    assert widths == {"l12": 512, "l12mm": 1024, "emb+l12": 1536, "l13": 1024}
+    pre = rng.random((3, 1024, 3, 2))
+    assert np.allclose(pr.READOUTS["maxpool"].reduce(pre)["max96"], pre.max((2, 3)))
