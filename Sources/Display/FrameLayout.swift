@@ -110,11 +110,20 @@ public final class FrameRenderer {
         let usedW = colW * shown
         let x0 = x + w - usedW
         let width = fb.width
+        // Columns actually inside the framebuffer; rows showing the same band as the row above
+        // are copies of it (a 120-pixel strip of 64 bands colours each band about twice).
+        let lo = max(x0, 0), hi = min(x0 + usedW, width)
         m.spectrogram.withUnsafeBufferPointer { s in
             fb.pixels.withUnsafeMutableBufferPointer { p in
+                var previous = -1
                 for row in 0..<h {
                     let band = min(bands - 1, (h - 1 - row) * bands / h)
                     let line = p.baseAddress! + (y + row) * width
+                    if band == previous, hi > lo {
+                        (line + lo).update(from: line - width + lo, count: hi - lo)
+                        continue
+                    }
+                    previous = band
                     for c in 0..<shown {
                         // log(mel + 1e-6) spans -13.8 (digital silence) to about +3 (loud);
                         // real rooms sit around -8 and up, so the ramp covers -8...+4.

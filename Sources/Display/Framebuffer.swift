@@ -91,6 +91,10 @@ public struct Framebuffer: Sendable {
     }
 
     /// Draws `image` scaled (bilinear) into the rectangle, with opacity `alpha`.
+    ///
+    /// Fixed point: the source position of every destination column (two byte offsets and an
+    /// 8-bit weight) is computed once per call on the stack, every row's once per row, so the
+    /// inner loop is integer multiply-adds (the mixed image is the largest thing drawn each frame).
     public mutating func drawImage(_ image: RGBImage, x: Int, y: Int, w: Int, h: Int, alpha: Float = 1) {
         guard w > 0, h > 0, image.width > 0, image.height > 0 else { return }
         let a = UInt32(max(0, min(1, alpha)) * 256)
@@ -99,26 +103,37 @@ public struct Framebuffer: Sendable {
         let stride = width
         let x0 = max(0, x), y0 = max(0, y), x1 = min(width, x + w), y1 = min(height, y + h)
         guard x1 > x0, y1 > y0 else { return }
-        image.pixels.withUnsafeBufferPointer { src in
-            pixels.withUnsafeMutableBufferPointer { dst in
-                for yy in y0..<y1 {
-                    let fy = max(0, (Float(yy - y) + 0.5) * sy - 0.5)
-                    let iy = min(ih - 1, Int(fy)), iy1 = min(ih - 1, iy + 1)
-                    let ty = fy - Float(iy)
-                    let row = dst.baseAddress! + yy * stride
-                    for xx in x0..<x1 {
-                        let fx = max(0, (Float(xx - x) + 0.5) * sx - 0.5)
-                        let ix = min(iw - 1, Int(fx)), ix1 = min(iw - 1, ix + 1)
-                        let tx = fx - Float(ix)
-                        var rgb: (Float, Float, Float) = (0, 0, 0)
-                        for c in 0..<3 {
-                            let p00 = Float(src[(iy * iw + ix) * 3 + c]), p01 = Float(src[(iy * iw + ix1) * 3 + c])
-                            let p10 = Float(src[(iy1 * iw + ix) * 3 + c]), p11 = Float(src[(iy1 * iw + ix1) * 3 + c])
-                            let v = (p00 * (1 - tx) + p01 * tx) * (1 - ty) + (p10 * (1 - tx) + p11 * tx) * ty
-                            switch c { case 0: rgb.0 = v; case 1: rgb.1 = v; default: rgb.2 = v }
+        let n = x1 - x0
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 3 * n) { cols in
+            // cols[3k], cols[3k+1]: byte offsets of the left and right source pixels of column
+            // x0 + k within a source row; cols[3k+2]: weight of the right one, 0...256.
+            for k in 0..<n {
+                let fx = max(0, (Float(x0 + k - x) + 0.5) * sx - 0.5)
+                let ix = min(iw - 1, Int(fx)), ix1 = min(iw - 1, ix + 1)
+                cols[3 * k] = Int32(ix * 3)
+                cols[3 * k + 1] = Int32(ix1 * 3)
+                cols[3 * k + 2] = Int32(min(256, Int((fx - Float(ix)) * 256 + 0.5)))
+            }
+            image.pixels.withUnsafeBufferPointer { src in
+                pixels.withUnsafeMutableBufferPointer { dst in
+                    for yy in y0..<y1 {
+                        let fy = max(0, (Float(yy - y) + 0.5) * sy - 0.5)
+                        let iy = min(ih - 1, Int(fy)), iy1 = min(ih - 1, iy + 1)
+                        let wy = Int32(min(256, Int((fy - Float(iy)) * 256 + 0.5))), vy = 256 - wy
+                        let top = src.baseAddress! + iy * iw * 3, bottom = src.baseAddress! + iy1 * iw * 3
+                        let row = dst.baseAddress! + yy * stride + x0
+                        for k in 0..<n {
+                            let o0 = Int(cols[3 * k]), o1 = Int(cols[3 * k + 1])
+                            let wx = cols[3 * k + 2], vx = 256 - wx
+                            // [0, 255 * 65536]: +32768 rounds, >> 16 back to 8 bits.
+                            @inline(__always) func channel(_ c: Int) -> UInt32 {
+                                let t = Int32(top[o0 + c]) * vx + Int32(top[o1 + c]) * wx
+                                let b = Int32(bottom[o0 + c]) * vx + Int32(bottom[o1 + c]) * wx
+                                return UInt32((t * vy + b * wy + 32768) >> 16)
+                            }
+                            let p = 0xFF00_0000 | channel(0) << 16 | channel(1) << 8 | channel(2)
+                            row[k] = a >= 256 ? p : Framebuffer.mix(row[k], p, a)
                         }
-                        let p = Color(UInt8(min(255, rgb.0 + 0.5)), UInt8(min(255, rgb.1 + 0.5)), UInt8(min(255, rgb.2 + 0.5))).argb
-                        row[xx] = a >= 256 ? p : Framebuffer.mix(row[xx], p, a)
                     }
                 }
             }

@@ -42,6 +42,29 @@ final class DisplayTests: XCTestCase {
         XCTAssertGreaterThan(bright, 10)
     }
 
+    /// Every pixel of the spectrogram strip is the colour of its frame and band (rows of one band
+    /// are copies of the row above: the copy must equal the formula), oldest frames dropped when
+    /// more frames exist than columns.
+    func testSpectrogramStripIsExactPerPixel() {
+        for frames in [200, 2000] {
+            var fb = Framebuffer(width: 640, height: 360)
+            let m = model(frames: frames)
+            FrameRenderer().render(m, into: &fb)
+            let L = FrameRenderer.layout(width: 640, height: 360)
+            let shown = min(frames, L.strip.w), colW = max(1, L.strip.w / shown)
+            let x0 = L.strip.x + L.strip.w - colW * shown
+            var mismatches = 0
+            for row in 30..<L.strip.h {          // below the time label
+                let band = min(63, (L.strip.h - 1 - row) * 64 / L.strip.h)
+                for c in 0..<shown {
+                    let v = (m.spectrogram[(frames - shown + c) * 64 + band] + 8) / 12
+                    for k in 0..<colW where fb.pixels[(L.strip.y + row) * 640 + x0 + c * colW + k] != Colormap.color(v) { mismatches += 1 }
+                }
+            }
+            XCTAssertEqual(mismatches, 0, "\(frames) frames")
+        }
+    }
+
     /// Offscreen SDL window: what the renderer shows reads back pixel-exact.
     func testOffscreenWindowReadBack() throws {
         setenv("SDL_VIDEODRIVER", "offscreen", 1)
@@ -92,5 +115,34 @@ final class DisplayTests: XCTestCase {
         XCTAssertEqual(fb.pixel(x: 5, y: 5), .black)
         fb.drawImage(red, x: 0, y: 0, w: 5, h: 5, alpha: 0.5)
         XCTAssertEqual(Int(fb.pixel(x: 2, y: 2).r), 127, accuracy: 2)
+    }
+
+    /// The fixed-point bilinear scaler against the float formula (pixel centres aligned, edges
+    /// clamped) on a 3x2 gradient drawn at 7x5, partly outside the framebuffer: within 1 of
+    /// the float value per channel, nothing drawn outside the rectangle.
+    func testBilinearScalingMatchesTheFloatFormula() {
+        let src: [UInt8] = [0, 10, 250, 100, 60, 200, 255, 128, 0,
+                            30, 255, 5, 90, 0, 17, 200, 220, 240]
+        let image = RGBImage(width: 3, height: 2, pixels: src)
+        var fb = Framebuffer(width: 9, height: 6, fill: .black)
+        let (x, y, w, h) = (3, 2, 7, 5)     // columns 9 and row 6 fall outside
+        fb.drawImage(image, x: x, y: y, w: w, h: h)
+        let sx = 3.0 / Double(w), sy = 2.0 / Double(h)
+        for yy in 0..<6 {
+            for xx in 0..<9 {
+                let got = fb.pixel(x: xx, y: yy)
+                guard xx >= x, yy >= y else { XCTAssertEqual(got, .black); continue }
+                let fx = max(0, (Double(xx - x) + 0.5) * sx - 0.5), fy = max(0, (Double(yy - y) + 0.5) * sy - 0.5)
+                let ix = min(2, Int(fx)), iy = min(1, Int(fy)), ix1 = min(2, ix + 1), iy1 = min(1, iy + 1)
+                let tx = fx - Double(ix), ty = fy - Double(iy)
+                func v(_ c: Int) -> Double {
+                    func p(_ i: Int, _ j: Int) -> Double { Double(src[(j * 3 + i) * 3 + c]) }
+                    return (p(ix, iy) * (1 - tx) + p(ix1, iy) * tx) * (1 - ty) + (p(ix, iy1) * (1 - tx) + p(ix1, iy1) * tx) * ty
+                }
+                XCTAssertEqual(Double(got.r), v(0), accuracy: 1.0, "(\(xx), \(yy))")
+                XCTAssertEqual(Double(got.g), v(1), accuracy: 1.0, "(\(xx), \(yy))")
+                XCTAssertEqual(Double(got.b), v(2), accuracy: 1.0, "(\(xx), \(yy))")
+            }
+        }
     }
 }
