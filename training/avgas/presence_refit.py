@@ -144,6 +144,25 @@ def cmd_curve(a):
 REFIT_PATH = pdata.CACHE / "heads" / "refit_trainval.pt"
 
 
+def load_head(path):
+    """(net, info) of a head saved by save_head, or None."""
+    if not path.exists():
+        return None
+    d = torch.load(path)
+    net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
+    net.load_state_dict(d["state"])
+    net.eval()
+    return net, d["info"]
+
+
+def save_head(path, net, info, X, Y):
+    """Saves a head fitted on windows X -> Y (the committed recipe's hidden size); -> (net, info)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": pres.CHOSEN["hidden"], "state": net.state_dict(),
+                "info": info}, path)
+    return net, info
+
+
 def pool_ids(pools):
     """Audio ids (data/manifest.csv) of the recordings of audio.tsv's training-only `pools`."""
     keys = set()
@@ -168,13 +187,9 @@ def pools_head(pools, seed=0):
     """The committed recipe (head seed `seed`; the committed head's is 0) on train + `pools`
     recordings (no pools: the train recordings alone), best epoch by val BCE; cached."""
     path = pools_path(pools, seed)
-    c = pres.CHOSEN
-    if path.exists():
-        d = torch.load(path)
-        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
-        net.load_state_dict(d["state"])
-        net.eval()
-        return net, d["info"]
+    cached = load_head(path)
+    if cached:
+        return cached
     if pools:
         ids = sorted(pdata.split_ids("train") + pool_ids(pools))
         X, Y = windows(ids, "+".join(["train"] + list(pools)))
@@ -182,11 +197,7 @@ def pools_head(pools, seed=0):
         ids = pdata.split_ids("train")
         X, _, Y, _ = pres.load_windows("train")
     net, info = fit(X, Y, seed=seed)
-    info = dict(info, recordings=len(ids), windows=int(len(X)), pools=list(pools))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
-               path)
-    return net, info
+    return save_head(path, net, dict(info, recordings=len(ids), windows=int(len(X)), pools=list(pools)), X, Y)
 
 
 FOLDS, CV_POOLS = 4, ("train2", "train3")
@@ -223,20 +234,12 @@ def cv_lists(k):
 def cv_head(k, variant):
     """The committed recipe on fold k's T or B list (cached under data/cache/presence/heads/)."""
     path = pdata.CACHE / "heads" / f"cv{k}_{variant}.pt"
-    c = pres.CHOSEN
-    if path.exists():
-        d = torch.load(path)
-        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
-        net.load_state_dict(d["state"])
-        net.eval()
-        return net
+    cached = load_head(path)
+    if cached:
+        return cached[0]
     ids = cv_lists(k)[0 if variant == "T" else 1]
     X, Y = windows(ids, f"cv{k}{variant}")
-    net, info = fit(X, Y)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
-               path)
-    return net
+    return save_head(path, *fit(X, Y), X, Y)[0]
 
 
 class MemoYamnet:
@@ -299,21 +302,13 @@ def cmd_pools(a):
 
 def refit_head():
     """The refitted head (train + val recordings, last epoch), trained once and cached."""
-    c = pres.CHOSEN
-    if REFIT_PATH.exists():
-        d = torch.load(REFIT_PATH)
-        net = pres.Head(d["d_in"], d["n"], d["hidden"], 0.0, d["state"]["mean"], d["state"]["std"])
-        net.load_state_dict(d["state"])
-        net.eval()
-        return net, d["info"]
+    cached = load_head(REFIT_PATH)
+    if cached:
+        return cached
     ids = sorted(pdata.split_ids("train") + pdata.split_ids("val"))
     X, Y = windows(ids, "trainval")
     net, info = fit(X, Y, keep_last=True)
-    info = dict(info, recordings=len(ids), windows=int(len(X)))
-    REFIT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"d_in": X.shape[1], "n": Y.shape[1], "hidden": c["hidden"], "state": net.state_dict(), "info": info},
-               REFIT_PATH)
-    return net, info
+    return save_head(REFIT_PATH, net, dict(info, recordings=len(ids), windows=int(len(X))), X, Y)
 
 
 def cmd_refit(a):
