@@ -124,24 +124,26 @@ final class DisplayTests: XCTestCase {
         let src: [UInt8] = [0, 10, 250, 100, 60, 200, 255, 128, 0,
                             30, 255, 5, 90, 0, 17, 200, 220, 240]
         let image = RGBImage(width: 3, height: 2, pixels: src)
-        var fb = Framebuffer(width: 9, height: 6, fill: .black)
-        let (x, y, w, h) = (3, 2, 7, 5)     // columns 9 and row 6 fall outside
-        fb.drawImage(image, x: x, y: y, w: w, h: h)
-        let sx = 3.0 / Double(w), sy = 2.0 / Double(h)
-        for yy in 0..<6 {
-            for xx in 0..<9 {
-                let got = fb.pixel(x: xx, y: yy)
-                guard xx >= x, yy >= y else { XCTAssertEqual(got, .black); continue }
-                let fx = max(0, (Double(xx - x) + 0.5) * sx - 0.5), fy = max(0, (Double(yy - y) + 0.5) * sy - 0.5)
-                let ix = min(2, Int(fx)), iy = min(1, Int(fy)), ix1 = min(2, ix + 1), iy1 = min(1, iy + 1)
-                let tx = fx - Double(ix), ty = fy - Double(iy)
-                func v(_ c: Int) -> Double {
-                    func p(_ i: Int, _ j: Int) -> Double { Double(src[(j * 3 + i) * 3 + c]) }
-                    return (p(ix, iy) * (1 - tx) + p(ix1, iy) * tx) * (1 - ty) + (p(ix, iy1) * (1 - tx) + p(ix1, iy1) * tx) * ty
+        // Past the right and bottom edges, then past the left and top ones.
+        for (x, y, w, h) in [(3, 2, 7, 5), (-2, -1, 7, 5)] {
+            var fb = Framebuffer(width: 9, height: 6, fill: .black)
+            fb.drawImage(image, x: x, y: y, w: w, h: h)
+            let sx = 3.0 / Double(w), sy = 2.0 / Double(h)
+            for yy in 0..<6 {
+                for xx in 0..<9 {
+                    let got = fb.pixel(x: xx, y: yy)
+                    guard xx >= x, yy >= y, xx < x + w, yy < y + h else { XCTAssertEqual(got, .black); continue }
+                    let fx = max(0, (Double(xx - x) + 0.5) * sx - 0.5), fy = max(0, (Double(yy - y) + 0.5) * sy - 0.5)
+                    let ix = min(2, Int(fx)), iy = min(1, Int(fy)), ix1 = min(2, ix + 1), iy1 = min(1, iy + 1)
+                    let tx = fx - Double(ix), ty = fy - Double(iy)
+                    func v(_ c: Int) -> Double {
+                        func p(_ i: Int, _ j: Int) -> Double { Double(src[(j * 3 + i) * 3 + c]) }
+                        return (p(ix, iy) * (1 - tx) + p(ix1, iy) * tx) * (1 - ty) + (p(ix, iy1) * (1 - tx) + p(ix1, iy1) * tx) * ty
+                    }
+                    XCTAssertEqual(Double(got.r), v(0), accuracy: 1.0, "(\(xx), \(yy))")
+                    XCTAssertEqual(Double(got.g), v(1), accuracy: 1.0, "(\(xx), \(yy))")
+                    XCTAssertEqual(Double(got.b), v(2), accuracy: 1.0, "(\(xx), \(yy))")
                 }
-                XCTAssertEqual(Double(got.r), v(0), accuracy: 1.0, "(\(xx), \(yy))")
-                XCTAssertEqual(Double(got.g), v(1), accuracy: 1.0, "(\(xx), \(yy))")
-                XCTAssertEqual(Double(got.b), v(2), accuracy: 1.0, "(\(xx), \(yy))")
             }
         }
     }
