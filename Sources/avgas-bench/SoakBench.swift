@@ -38,6 +38,18 @@ struct SoakBench: ParsableCommand {
     @Flag(help: "Also generate images: separator + generator, one 640x360 headless frame per hop (try --hours 1).")
     var images = false
 
+    /// Growth is measured from the end of the warm-up, so the run must outlast it: a shorter
+    /// run would compare the end with the start-up footprint and report a spurious failure.
+    func validate() throws {
+        guard hours > 0, warmupMinutes >= 0, reportMinutes > 0, hopMs > 0 else {
+            throw ValidationError("--hours, --report-minutes and --hop-ms must be positive, --warmup-minutes not negative.")
+        }
+        guard hours * 60 > warmupMinutes else {
+            throw ValidationError(String(format: "--hours %g is %g minutes of audio, not more than the %g-minute warm-up after which memory growth is measured; use --hours %g or more, or a shorter --warmup-minutes.",
+                                         hours, hours * 60, warmupMinutes, (warmupMinutes + 5) / 60))
+        }
+    }
+
     static func residentMB() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return -1 }
         let fields = text.split(separator: " ")
