@@ -29,6 +29,13 @@ public final class Imagery {
     /// always runs, so a new class appears in the first frame after its detection.
     public var frameBudgetMs = 24.0
     private var stepMs = 0.0
+    /// The last composed scene and the items it was made from: while they are unchanged (names,
+    /// scores, layers, pixels: e.g. between analysis hops once the images are held) the frame
+    /// reuses it instead of composing again. Composing is a pure function of the items, so the
+    /// frames are the same either way.
+    private var lastComposed: (items: [SceneComposer.Item], image: RGBImage)?
+    /// Scenes composed (tests and benchmarks: frames minus reuses).
+    public private(set) var compositions = 0
 
     public init(model: GeneratorModel, bank: ExemplarBank?, vocabulary: ClassVocabulary, mix: MixMode,
                 mode: GenerationMode?, seed: UInt64 = 1, composeSize: Int = 256) {
@@ -39,6 +46,14 @@ public final class Imagery {
     }
 
     static func rgb(_ g: GeneratedImage) -> RGBImage { RGBImage(width: g.width, height: g.height, pixels: g.rgb) }
+
+    /// Same composer input (Array == compares the pixel buffers' identity first, so held images
+    /// cost no byte comparison).
+    static func same(_ a: [SceneComposer.Item], _ b: [SceneComposer.Item]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy {
+            $0.name == $1.name && $0.score == $1.score && $0.layer == $1.layer && $0.image == $1.image
+        }
+    }
 
     /// Updates slots for `scene`, runs this frame's steps, returns images per class name and the mixed image.
     public func frame(scene: Scene, time: Double) -> (cards: [String: RGBImage], mixed: RGBImage?) {
@@ -75,10 +90,15 @@ public final class Imagery {
             let items = snaps.filter { $0.active && $0.key != Self.mixKey }.compactMap { s in
                 s.image.map { SceneComposer.Item(name: s.key, image: $0, score: s.score, layer: s.layer) }
             }
-            if !items.isEmpty {
+            if let last = lastComposed, Self.same(last.items, items) {
+                mixed = last.image
+            } else if !items.isEmpty {
                 let t1 = DispatchTime.now().uptimeNanoseconds
-                mixed = Self.rgb(SceneComposer.compose(items, width: composeSize, height: composeSize))
+                let image = Self.rgb(SceneComposer.compose(items, width: composeSize, height: composeSize))
                 composeTime += Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e9
+                compositions += 1
+                lastComposed = (items, image)
+                mixed = image
             }
         }
         return (cards, mixed)
