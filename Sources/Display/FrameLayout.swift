@@ -41,6 +41,10 @@ public struct FrameModel: Sendable {
 /// images exist, the scrolling spectrogram); a spectrogram strip and level meter along the bottom.
 public final class FrameRenderer {
     public let text: TextRenderer
+    /// The mixed image scaled to its square, kept while the image and the square's side are
+    /// unchanged (held images: most frames), so such a frame copies rows instead of rescaling
+    /// (at 3840x2160 the square is 4.6 M pixels). The frame's pixels are the same either way.
+    private var scaledMixed: (image: RGBImage, side: Int, pixels: Framebuffer)?
     public init(text: TextRenderer = TextRenderer()) { self.text = text }
 
     /// Rectangles of the layout for a framebuffer size (also used by tests).
@@ -73,7 +77,14 @@ public final class FrameRenderer {
         if let mixed = m.mixed {
             let side = min(L.main.w, L.main.h) - 16
             let x = L.main.x + (L.main.w - side) / 2, y = L.main.y + (L.main.h - side) / 2
-            fb.drawImage(mixed, x: x, y: y, w: side, h: side)
+            if side > 0 {
+                if scaledMixed == nil || scaledMixed!.side != side || scaledMixed!.image != mixed {
+                    var square = Framebuffer(width: side, height: side)
+                    square.drawImage(mixed, x: 0, y: 0, w: side, h: side)
+                    scaledMixed = (mixed, side, square)
+                }
+                fb.copy(scaledMixed!.pixels, x: x, y: y)
+            }
             if !m.mixedCaption.isEmpty {
                 text.draw(m.mixedCaption, x: x + 8, y: y + 6, size: fontSize, color: .text, into: &fb)
             }

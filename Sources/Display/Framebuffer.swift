@@ -68,6 +68,20 @@ public struct Framebuffer: Sendable {
         }
     }
 
+    /// Copies `src` with its top-left at (x, y), clipped to the framebuffer.
+    public mutating func copy(_ src: Framebuffer, x: Int, y: Int) {
+        let x0 = max(0, x), y0 = max(0, y), x1 = min(width, x + src.width), y1 = min(height, y + src.height)
+        guard x1 > x0, y1 > y0 else { return }
+        let stride = width
+        src.pixels.withUnsafeBufferPointer { s in
+            pixels.withUnsafeMutableBufferPointer { p in
+                for yy in y0..<y1 {
+                    (p.baseAddress! + yy * stride + x0).update(from: s.baseAddress! + (yy - y) * src.width + (x0 - x), count: x1 - x0)
+                }
+            }
+        }
+    }
+
     /// Blends `c` over the rectangle with opacity `alpha` (0...1).
     public mutating func blendRect(x: Int, y: Int, w: Int, h: Int, _ c: Color, alpha: Float) {
         let x0 = max(0, x), y0 = max(0, y), x1 = min(width, x + w), y1 = min(height, y + h)

@@ -65,6 +65,40 @@ final class DisplayTests: XCTestCase {
         }
     }
 
+    /// The renderer keeps the mixed image scaled while it is unchanged: frames drawn from the
+    /// kept copy equal a fresh renderer's, and a new image (or a new size) is scaled again.
+    func testKeptScaledMixedImageDrawsTheSameFrames() {
+        func image(_ seed: UInt8) -> RGBImage {
+            RGBImage(width: 16, height: 16, pixels: (0..<(16 * 16 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) })
+        }
+        let kept = FrameRenderer()
+        for (mixed, size) in [(image(1), (640, 360)), (image(1), (640, 360)), (image(9), (640, 360)), (image(9), (800, 600))] {
+            var m = model()
+            m.mixed = mixed
+            var a = Framebuffer(width: size.0, height: size.1), b = Framebuffer(width: size.0, height: size.1)
+            kept.render(m, into: &a)
+            FrameRenderer().render(m, into: &b)
+            XCTAssertEqual(a.pixels, b.pixels)
+        }
+    }
+
+    /// `copy` places a framebuffer and clips it at every edge.
+    func testCopyClips() {
+        var src = Framebuffer(width: 3, height: 3)
+        for i in 0..<9 { src.pixels[i] = 0xFF00_0000 | UInt32(i + 1) }
+        for (x, y) in [(-1, -1), (3, 3), (1, 1), (-5, 0)] {
+            var fb = Framebuffer(width: 5, height: 5, fill: .black)
+            fb.copy(src, x: x, y: y)
+            for yy in 0..<5 {
+                for xx in 0..<5 {
+                    let (sx, sy) = (xx - x, yy - y)
+                    let want = (0..<3).contains(sx) && (0..<3).contains(sy) ? src.pixels[sy * 3 + sx] : Color.black.argb
+                    XCTAssertEqual(fb.pixels[yy * 5 + xx], want, "copy at (\(x), \(y)), pixel (\(xx), \(yy))")
+                }
+            }
+        }
+    }
+
     /// Offscreen SDL window: what the renderer shows reads back pixel-exact.
     func testOffscreenWindowReadBack() throws {
         setenv("SDL_VIDEODRIVER", "offscreen", 1)
