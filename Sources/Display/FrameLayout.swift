@@ -79,7 +79,10 @@ public final class FrameRenderer {
             let x = L.main.x + (L.main.w - side) / 2, y = L.main.y + (L.main.h - side) / 2
             if side > 0 {
                 if scaledMixed == nil || scaledMixed!.side != side || scaledMixed!.image != mixed {
-                    var square = Framebuffer(width: side, height: side)
+                    // Reuse the square's storage when only the image changed (taken out of
+                    // scaledMixed first, so it is uniquely referenced and not copied).
+                    var square = scaledMixed?.side == side ? scaledMixed!.pixels : Framebuffer(width: side, height: side)
+                    scaledMixed = nil
                     square.drawImage(mixed, x: 0, y: 0, w: side, h: side)
                     scaledMixed = (mixed, side, square)
                 }
