@@ -120,3 +120,25 @@ def test_readouts_pool_the_cells():
     assert widths == {"l12": 512, "l12mm": 1024, "emb+l12": 1536, "l13": 1024}
     pre = rng.random((3, 1024, 3, 2))
     assert np.allclose(pr.READOUTS["maxpool"].reduce(pre)["max96"], pre.max((2, 3)))
+
+
+def test_knn_patches_logistic_and_class_max():
+    """presence_knn: bank patches skip quiet stretches, cap at 8, fill a short recording; the
+    logistic fit recovers a known (a, b); class_max takes the largest cosine per class."""
+    from training.avgas import presence_knn as pk
+    rng = np.random.default_rng(0)
+    sr = 16000
+    x = np.concatenate([0.3 * rng.standard_normal(2 * sr), 1e-6 * rng.standard_normal(3 * sr)])
+    p = pk.recording_patches(x)
+    # 2 s of sound then 3 s of near-silence: only patches starting within the loud part qualify
+    assert 1 <= len(p) <= 4 and p.shape[1:] == (96, 64)
+    assert len(pk.recording_patches(0.3 * rng.standard_normal(30 * sr))) == pk.MAX_PER
+    assert pk.recording_patches(0.3 * rng.standard_normal(sr // 4)).shape == (1, 96, 64)
+    s = rng.uniform(-1, 1, 20000)
+    y = (rng.random(20000) < 1 / (1 + np.exp(-(8 * s - 2)))).astype(float)
+    a, b = pk.logistic_fit(s, y)
+    assert abs(a - 8) < 0.6 and abs(b + 2) < 0.3
+    bank = pk.Bank.__new__(pk.Bank)
+    bank.cls, bank.n = np.array([0, 0, 2]), 4
+    m = bank.class_max(np.array([[0.1, 0.5, 0.3]], np.float32))
+    assert m.tolist() == [[0.5, -1.0, pytest.approx(0.3), -1.0]]
