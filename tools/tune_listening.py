@@ -289,6 +289,10 @@ def track(scores, times, cfg, fast_scores=None):
         x = np.clip(np.nan_to_num(scores[i], nan=0, posinf=0, neginf=0), 0, 1).astype(np.float32)
         sm = (sm + a * (x - sm)).astype(np.float32)
         turn_on = ~act & (sm >= on)
+        if cfg.get("topk"):                      # experiment: only the K largest smoothed scores may turn on
+            gate = np.zeros(C, bool)
+            gate[np.argsort(-sm, kind="stable")[:cfg["topk"]]] = True
+            turn_on &= gate
         if cfg.get("fast") is not None:          # experiment: raw score >= fast turns on at once
             f = x if fast_scores is None else fast_scores[i]
             if cfg.get("confirm"):               # ... for `confirm` consecutive hops

@@ -17,6 +17,7 @@ and the result is "or"-ed with the AudioSet mapping as shipped (presence.make_sc
 Run: .venv/bin/python -m training.avgas.presence_knn bank        (YAMNet of the bank patches, cached)
      .venv/bin/python -m training.avgas.presence_knn cv          (K and S on the four folds; the rule)
      .venv/bin/python -m training.avgas.presence_knn follow-up   (K at other thresholds; the follow-up rule)
+     .venv/bin/python -m training.avgas.presence_knn gate        (G, the top-K gate; its rule)
      .venv/bin/python -m training.avgas.presence_knn val --candidate NAME   (confirmation on val)
 """
 from __future__ import annotations
@@ -46,6 +47,9 @@ BASE = dict(recall=0.840, wrong=0.90, share=0.535)           # ninth session, (T
 RULE = dict(recall=BASE["recall"] + 0.02, wrong=BASE["wrong"] + 0.05, share=BASE["share"] - 0.02)
 VAL_RULE = dict(recall=0.867, wrong=1.00, share=0.419)
 RESULTS = pdata.CACHE / "knn_cv.json"
+# (G) the top-K gate on the smoothed rule (listening.md, "A top-K gate")
+GATES = [dict(SHIPPED, on=on, off=on / 2, smooth=sm, topk=k) for k in (2, 3) for on in (0.35, 0.40, 0.45)
+         for sm in (0.15, 0.25)]
 # the follow-up (listening.md): K-mean at lower on-thresholds, K-or at higher ones
 FOLLOW_UP = ([("mean", dict(SHIPPED, on=on, off=on / 2, smooth=sm)) for on in (0.30, 0.35, 0.40) for sm in (0.15, 0.25)]
              + [("or", dict(SHIPPED, on=on, off=on / 2)) for on in (0.55, 0.60, 0.65)])
@@ -217,7 +221,8 @@ def qualifies(s, rule):
 
 
 def cfg_name(cfg):
-    return f"S on {cfg['on']:.2f} smooth {cfg['smooth']:.2f}"
+    gate = f"G top-{cfg['topk']} " if cfg.get("topk") else "S "
+    return f"{gate}on {cfg['on']:.2f} smooth {cfg['smooth']:.2f}"
 
 
 def knn_name(comb, cfg):
@@ -228,11 +233,16 @@ def cmd_follow_up(a):
     n = len(pdata.class_index()[0])
     yam, pooled = refit.MemoYamnet(), {}
     for k, held in enumerate(refit.cv_folds()):
-        head, bank = refit.cv_head(k, "T"), Bank(refit.cv_lists(k)[0], n)
-        for comb in COMBINES:
-            cands = [c for cb, c in FOLLOW_UP if cb == comb]
-            for cfg, r in zip(cands, evaluate(KnnHead(head, bank, comb), "train", set(held), yam, cands)):
-                pooled.setdefault(knn_name(comb, cfg), []).extend(r)
+        head = refit.cv_head(k, "T")
+        if a.what == "gate":
+            for cfg, r in zip(GATES, evaluate(head, "train", set(held), yam, GATES)):
+                pooled.setdefault(cfg_name(cfg), []).extend(r)
+        else:
+            bank = Bank(refit.cv_lists(k)[0], n)
+            for comb in COMBINES:
+                cands = [c for cb, c in FOLLOW_UP if cb == comb]
+                for cfg, r in zip(cands, evaluate(KnnHead(head, bank, comb), "train", set(held), yam, cands)):
+                    pooled.setdefault(knn_name(comb, cfg), []).extend(r)
         print(f"fold {k} done", flush=True)
     table = {name: summary(r) for name, r in pooled.items()}
     print(f"pooled, class-balanced (rule recall >= {RULE['recall']:.3f}, wrong <= {RULE['wrong']:.2f}, "
@@ -245,7 +255,7 @@ def cmd_follow_up(a):
     quals = [(s["recall"], -s["wrong"], name) for name, s in table.items() if qualifies(s, RULE)]
     win = max(quals)[2] if quals else None
     print(f"winner: {win or 'none (nothing changes)'}")
-    RESULTS.with_name("knn_follow_up.json").write_text(json.dumps(dict(table=table, winner=win), indent=1))
+    RESULTS.with_name(f"knn_{a.what}.json").write_text(json.dumps(dict(table=table, winner=win), indent=1))
 
 
 def cmd_bank(a):
@@ -299,7 +309,7 @@ def cmd_val(a):
     elif a.candidate.startswith("K-"):
         net, cfg = KnnHead(head, Bank(pdata.split_ids("train"), n), a.candidate[2:]), SHIPPED
     else:
-        net, cfg = head, next(c for c in GRID if cfg_name(c) == a.candidate)
+        net, cfg = head, next(c for c in GRID + GATES if cfg_name(c) == a.candidate)
     s = summary(evaluate(net, "val", cfgs=(cfg,))[0])
     ok = qualifies(s, VAL_RULE)
     print(f"val, {a.candidate}: class-balanced {s['recall']:.3f} / {s['wrong']:.2f} / {s['latency']:.2f} s, share "
@@ -309,10 +319,10 @@ def cmd_val(a):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["bank", "cv", "follow-up", "val"])
+    ap.add_argument("what", choices=["bank", "cv", "follow-up", "gate", "val"])
     ap.add_argument("--candidate", default="")
     a = ap.parse_args(argv)
-    {"bank": cmd_bank, "cv": cmd_cv, "follow-up": cmd_follow_up, "val": cmd_val}[a.what](a)
+    {"bank": cmd_bank, "cv": cmd_cv, "follow-up": cmd_follow_up, "gate": cmd_follow_up, "val": cmd_val}[a.what](a)
 
 
 if __name__ == "__main__":
