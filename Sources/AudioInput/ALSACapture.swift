@@ -426,6 +426,8 @@ public enum ALSADevices {
                 defer { free(name); free(desc); free(ioid) }
                 guard let name else { continue }
                 if let ioid, String(cString: ioid) != "Input" { continue }  // nil means both directions
+                // "null" captures endless silence as fast as it can be read: not a sound source.
+                if String(cString: name) == "null" { continue }
                 let d = desc.map { String(cString: $0).replacingOccurrences(of: "\n", with: ", ") } ?? ""
                 pcms.append(Entry(name: String(cString: name), description: d))
             }

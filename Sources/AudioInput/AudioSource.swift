@@ -54,6 +54,7 @@ public enum AudioInputError: Error, CustomStringConvertible, Equatable {
     case deviceFailed(device: String, detail: String)
     case fileMissing(String)
     case fileIsDirectory(String)
+    case fileNotRegular(String)
     case fileUnreadable(String, detail: String)
     case fileEmpty(String)
     case notAudio(String, detail: String)
@@ -76,6 +77,8 @@ public enum AudioInputError: Error, CustomStringConvertible, Equatable {
             return "input file '\(p)' does not exist; check the path given to --input"
         case .fileIsDirectory(let p):
             return "input '\(p)' is a directory, not an audio file; give --input a WAV, FLAC or OGG file"
+        case .fileNotRegular(let p):
+            return "input '\(p)' is not a regular file (a pipe or device); save the audio to a WAV, FLAC or OGG file and give --input that file"
         case .fileUnreadable(let p, let detail):
             return "cannot read input file '\(p)': \(detail)"
         case .fileEmpty(let p):

@@ -39,6 +39,8 @@ public final class FileSource: AudioSource, @unchecked Sendable {
             throw .fileUnreadable(path, detail: String(cString: strerror(errno)))
         }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw .fileIsDirectory(path) }
+        // Pipes and devices have no length and cannot be rewound for decoding.
+        if (st.st_mode & S_IFMT) != S_IFREG { throw .fileNotRegular(path) }
         if access(path, R_OK) != 0 { throw .fileUnreadable(path, detail: String(cString: strerror(errno))) }
         if st.st_size == 0 { throw .fileEmpty(path) }
         var info = SF_INFO()

@@ -29,7 +29,12 @@ public enum PNGWriter {
     }
 
     /// Writes packed RGB bytes ([height][width][3]) as a PNG, atomically.
+    /// A device, pipe, socket or directory at `path` is refused, never replaced.
     public static func write(rgb: [UInt8], width: Int, height: Int, to path: String) throws(ImageWriteError) {
+        var st = stat()
+        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
+            throw .cannotWrite(path: path, detail: "it exists and is not a regular file")
+        }
         let tmp = path + ".tmp-\(getpid())"
         var image = png_image()
         image.version = AVGAS_PNG_IMAGE_VERSION

@@ -5,14 +5,17 @@ public enum VideoError: Error, CustomStringConvertible, Equatable {
     case ffmpegMissing
     case cannotCreate(path: String, detail: String)
     case writeFailed(path: String, detail: String)
+    case sameAsInput(path: String)
     public var description: String {
         switch self {
         case .ffmpegMissing:
             return "--record needs ffmpeg, which is not installed; install it (apt-get install ffmpeg) or drop --record"
         case .cannotCreate(let p, let d): return "cannot record to '\(p)': \(d)"
         case .writeFailed(let p, let d): return "recording to '\(p)' failed: \(d)"
+        case .sameAsInput(let p): return "--record '\(p)' \(OutputPath.Problem.sameAsInput)"
         }
     }
+    public var isSameAsInput: Bool { if case .sameAsInput = self { return true }; return false }
 }
 
 /// Video output: raw BGRA frames piped to an ffmpeg child that encodes H.264 MP4.
@@ -24,6 +27,7 @@ public final class VideoRecorder {
     public let width: Int
     public let height: Int
     private let partial: String
+    private let log: String
     private var fd: Int32 = -1
     private var pid: pid_t = 0
     private var scratch: [UInt32] = []
@@ -35,19 +39,20 @@ public final class VideoRecorder {
         return dirs.map { "\($0)/ffmpeg" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Checks that `path` can be written (before any work starts).
-    public static func checkDestination(_ path: String) throws(VideoError) {
+    /// The temporary file ffmpeg writes before it is renamed to `path`.
+    static func partialPath(_ path: String) -> String { (path as NSString).deletingPathExtension + ".part.mp4" }
+
+    /// Checks that `path` can be written (before any work starts): not a directory, device or
+    /// the input recording, in a folder that accepts the temporary file.
+    public static func checkDestination(_ path: String, input: String? = nil) throws(VideoError) {
         guard ffmpegPath() != nil else { throw .ffmpegMissing }
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            throw .cannotCreate(path: path, detail: "it is a directory; give a file name ending in .mp4")
+        do {
+            try OutputPath.check(path, input: input,
+                                 probeName: (partialPath(path) as NSString).lastPathComponent)
+        } catch {
+            if error == .sameAsInput { throw .sameAsInput(path: path) }
+            throw .cannotCreate(path: path, detail: error.reason)
         }
-        let dir = (path as NSString).deletingLastPathComponent
-        let d = dir.isEmpty ? "." : dir
-        guard FileManager.default.fileExists(atPath: d, isDirectory: &isDir), isDir.boolValue else {
-            throw .cannotCreate(path: path, detail: "the directory '\(d)' does not exist")
-        }
-        guard access(d, W_OK) == 0 else { throw .cannotCreate(path: path, detail: "the directory '\(d)' is not writable") }
     }
 
     public init(path: String, width: Int, height: Int, fps: Double) throws(VideoError) {
@@ -56,7 +61,9 @@ public final class VideoRecorder {
         // Even sizes: yuv420p needs them.
         self.width = width & ~1
         self.height = height & ~1
-        partial = (path as NSString).deletingPathExtension + ".part.mp4"
+        partial = Self.partialPath(path)
+        // ffmpeg's own messages go to a log, read back for our one-line error if it fails.
+        log = FileManager.default.temporaryDirectory.appendingPathComponent("avgas-ffmpeg-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log").path
         guard let ffmpeg = Self.ffmpegPath() else { throw .ffmpegMissing }
         let args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "bgra", "-s", "\(self.width)x\(self.height)",
@@ -68,6 +75,7 @@ public final class VideoRecorder {
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
         posix_spawn_file_actions_addclose(&actions, fds[1])
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
@@ -87,7 +95,10 @@ public final class VideoRecorder {
         pid = child
     }
 
-    deinit { if fd >= 0 { try? finish() } }
+    deinit {
+        if fd >= 0 { _ = try? finish() }
+        unlink(log)
+    }
 
     /// Appends one frame (scaled to the recording size if the window was resized).
     public func write(_ fb: Framebuffer) throws(VideoError) {
@@ -106,7 +117,7 @@ public final class VideoRecorder {
         guard ok else {
             let reason = String(cString: strerror(errno))
             abandon()
-            throw .writeFailed(path: path, detail: "ffmpeg stopped accepting frames (\(reason))")
+            throw .writeFailed(path: path, detail: ffmpegMessage() ?? "ffmpeg stopped accepting frames (\(reason))")
         }
         framesWritten += 1
     }
@@ -121,14 +132,31 @@ public final class VideoRecorder {
         return true
     }
 
+    /// Stops ffmpeg and removes its unfinished file (the path itself is left as it was).
     private func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
-        if pid > 0 { var st: Int32 = 0; waitpid(pid, &st, 0); pid = 0 }
+        if pid > 0 { var st: Int32 = 0; while waitpid(pid, &st, 0) < 0 && errno == EINTR {}; pid = 0 }
+        unlink(partial)
     }
 
-    /// Closes the stream, waits for ffmpeg to finalise, and moves the file into place.
-    public func finish() throws(VideoError) {
-        guard fd >= 0 else { return }
+    /// ffmpeg's first error line from its log ("No space left on device"...), if any.
+    private func ffmpegMessage() -> String? {
+        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
+        let line = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { !$0.isEmpty && !$0.hasPrefix("Last message repeated") }
+        return line.map { "ffmpeg: " + String($0.prefix(200)) }
+    }
+
+    /// Closes the stream, waits for ffmpeg to finalise, and moves the file into place. Returns
+    /// false, leaving `path` as it was, when no frame was recorded (a file with no video in it
+    /// would replace what the path held). On failure the unfinished file is removed.
+    @discardableResult
+    public func finish() throws(VideoError) -> Bool {
+        guard fd >= 0 else { return false }
+        if framesWritten == 0 {
+            abandon()
+            return false
+        }
         close(fd)
         fd = -1
         var status: Int32 = 0
@@ -137,10 +165,14 @@ public final class VideoRecorder {
         let exited = (status & 0x7f) == 0
         let code = (status >> 8) & 0xff
         guard exited && code == 0 else {
-            throw .writeFailed(path: path, detail: "ffmpeg exited with status \(code) (is the disk full?)")
+            unlink(partial)
+            throw .writeFailed(path: path, detail: ffmpegMessage() ?? "ffmpeg exited with status \(code) (is the disk full?)")
         }
         guard rename(partial, path) == 0 else {
-            throw .writeFailed(path: path, detail: String(cString: strerror(errno)))
+            let reason = String(cString: strerror(errno))
+            unlink(partial)
+            throw .writeFailed(path: path, detail: reason)
         }
+        return true
     }
 }

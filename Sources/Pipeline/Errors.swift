@@ -36,7 +36,7 @@ public struct AvgasError: Error, CustomStringConvertible {
         let status: ExitStatus
         switch e {
         case .noSoundCard, .unknownDevice, .deviceBusy, .unsupportedFormat, .deviceFailed: status = .unavailable
-        case .fileMissing, .fileIsDirectory, .fileUnreadable, .fileEmpty: status = .noInput
+        case .fileMissing, .fileIsDirectory, .fileNotRegular, .fileUnreadable, .fileEmpty: status = .noInput
         case .notAudio, .unsupportedAudioFile: status = .dataError
         case .resampler: status = .software
         }

@@ -1,29 +1,42 @@
 import Foundation
 
-/// `--events FILE`: one JSON line per analysis hop, flushed as written, so the file is valid
-/// JSON lines up to the last line whatever stops the program. (Plus a line midway between two
-/// hops when the onset path turns a class on there: `OnsetConfiguration.midHop`.)
+/// `--events FILE`: one JSON line per analysis hop, written and flushed as it is made, so the
+/// file is valid JSON lines up to its last line whatever stops the program; if a write fails
+/// (disk full, file-size limit) the partial line is cut off again. (Plus a line midway between
+/// two hops when the onset path turns a class on there: `OnsetConfiguration.midHop`.)
+/// `-` writes to standard output.
 ///
 /// `{"t": 3.42, "active": [{"class": "dog barking", "score": 0.91}]}`
 public final class EventsWriter {
-    private let file: UnsafeMutablePointer<FILE>
+    private let fd: Int32
+    private let ownsDescriptor: Bool
     public let path: String
     private var failed = false
+    /// Bytes of complete lines written so far (where a failed write is truncated back to).
+    private var complete: off_t = 0
 
-    /// Opens (truncates) `path`. Throws `AvgasError` (.cannotCreate) if it cannot be written.
+    /// Opens (truncates) `path`, or standard output for `-`. Throws `AvgasError` (.cannotCreate)
+    /// if it cannot be written.
     public init(path: String) throws(AvgasError) {
         self.path = path
+        if path == "-" {
+            fd = STDOUT_FILENO
+            ownsDescriptor = false
+            return
+        }
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw AvgasError("cannot write events to '\(path)': it is a directory; give --events a file name", status: .cannotCreate)
         }
-        guard let f = fopen(path, "w") else {
+        let f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard f >= 0 else {
             throw AvgasError("cannot write events to '\(path)': \(String(cString: strerror(errno)))", status: .cannotCreate)
         }
-        file = f
+        fd = f
+        ownsDescriptor = true
     }
 
-    deinit { fclose(file) }
+    deinit { if ownsDescriptor { close(fd) } }
 
     /// Formats one line (exposed for tests).
     public static func line(time: Double, active: [ActiveClass]) -> String {
@@ -51,14 +64,30 @@ public final class EventsWriter {
         return out + "\""
     }
 
-    /// Writes and flushes one line. Throws `.ioError` once if the disk is full or the file vanished.
+    /// Writes one whole line. Throws `.ioError` once if the disk is full or the file vanished;
+    /// the part of the line that did reach a regular file is truncated away.
     public func write(time: Double, active: [ActiveClass]) throws(AvgasError) {
         guard !failed else { return }
-        let text = Self.line(time: time, active: active)
-        let ok = text.withCString { fputs($0, file) } >= 0 && fflush(file) == 0
-        if !ok {
-            failed = true
-            throw AvgasError("writing events to '\(path)' failed: \(String(cString: strerror(errno)))", status: .ioError)
+        var bytes = Array(Self.line(time: time, active: active).utf8)
+        var off = 0
+        var err: Int32 = 0
+        bytes.withUnsafeMutableBytes { b in
+            while off < b.count {
+                let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    err = errno
+                    return
+                }
+                off += n
+            }
         }
+        if err != 0 {
+            failed = true
+            if ownsDescriptor { _ = ftruncate(fd, complete) }
+            throw AvgasError("writing events to '\(path)' failed: \(String(cString: strerror(err))); the lines before are complete",
+                             status: .ioError)
+        }
+        complete += off_t(off)
     }
 }

@@ -127,16 +127,22 @@ public final class Runner {
     /// Opens outputs, models, input and window, in that order. Throws `AvgasError`.
     public init(_ config: RunConfiguration) throws(AvgasError) {
         self.config = config
+        // Outputs are checked first (nothing is created or truncated yet: an existing events
+        // file, video or contact sheet is replaced only once everything else has opened).
+        var inputPath: String?
+        if case .file(let p) = config.input { inputPath = p }
         if let dir = config.framesDirectory { try Self.prepareDirectory(dir, option: "--frames") }
         if let rec = config.recordPath {
-            do { try VideoRecorder.checkDestination(rec) } catch {
-                throw AvgasError(error.description, status: error == .ffmpegMissing ? .unavailable : .cannotCreate)
+            do { try VideoRecorder.checkDestination(rec, input: inputPath) } catch {
+                throw AvgasError(error.description, status: error.isSameAsInput ? .usage : error == .ffmpegMissing ? .unavailable : .cannotCreate)
             }
         }
-        if let sheet = config.contactSheetPath { try Self.checkFileDestination(sheet, option: "--contact-sheet") }
+        if let sheet = config.contactSheetPath { try Self.checkFileDestination(sheet, option: "--contact-sheet", input: inputPath) }
+        if let ev = config.eventsPath, ev != "-" {
+            try Self.checkFileDestination(ev, option: "--events", input: inputPath, allowSpecial: true)
+        }
         contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
         showOverlay = config.overlay
-        events = try config.eventsPath.map { p throws(AvgasError) in try EventsWriter(path: p) }
         // Input and display first: their problems are the user's to fix before any model loads.
         // Two seconds of audio: room for scheduling hiccups without dropping live input.
         ringStorage = .allocate(capacity: 1 << 15)
@@ -189,8 +195,6 @@ public final class Runner {
             }
         }
         self.imagery = imagery
-        analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
-                            spectrogram: spectrogram, scenes: scenes, events: events)
         if !config.headless || config.framesDirectory != nil || config.recordPath != nil || config.contactSheetPath != nil {
             let size = window?.drawableSize ?? (config.width, config.height)
             presenter = Presenter(width: size.0, height: size.1, spectrogram: spectrogram)
@@ -202,6 +206,25 @@ public final class Runner {
                 recordingsMade = 1
             } catch { throw AvgasError(error.description, status: .cannotCreate) }
         }
+        // Last, now that nothing else can fail: the events file is truncated and the frames of
+        // an earlier run into the same folder are removed (they would mix with this run's).
+        let events = try config.eventsPath.map { p throws(AvgasError) in try EventsWriter(path: p) }
+        self.events = events
+        analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
+                            spectrogram: spectrogram, scenes: scenes, events: events)
+        if let dir = config.framesDirectory { Self.removeEarlierFrames(in: dir) }
+    }
+
+    /// Frame files are named `frame_NNNNNN.png` (six digits).
+    static func isFrameFile(_ name: String) -> Bool {
+        let digits = name.dropFirst(6).dropLast(4)
+        return name.count == 16 && name.hasPrefix("frame_") && name.hasSuffix(".png") && digits.allSatisfy(\.isASCII) && digits.allSatisfy(\.isNumber)
+    }
+
+    /// Removes the `frame_NNNNNN.png` files (and nothing else) of an earlier run from `dir`.
+    static func removeEarlierFrames(in dir: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names where isFrameFile(name) { unlink("\(dir)/\(name)") }
     }
 
     /// Test hook: AVGAS_TEST_DEVICE_GONE="A,B" makes the capture's fault injector report the
@@ -216,41 +239,25 @@ public final class Runner {
         DispatchQueue.global().asyncAfter(deadline: .now() + parts[1]) { faults.setDeviceGone(false) }
     }
 
-    static func checkFileDestination(_ path: String, option: String) throws(AvgasError) {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-            throw AvgasError("\(option) '\(path)' is a directory; give a file name", status: .cannotCreate)
-        }
-        let dir = (path as NSString).deletingLastPathComponent
-        let d = dir.isEmpty ? "." : dir
-        guard FileManager.default.fileExists(atPath: d, isDirectory: &isDir), isDir.boolValue, access(d, W_OK) == 0 else {
-            throw AvgasError("cannot write \(option) '\(path)': the directory '\(d)' does not exist or is not writable", status: .cannotCreate)
+    static func checkFileDestination(_ path: String, option: String, input: String? = nil,
+                                     allowSpecial: Bool = false) throws(AvgasError) {
+        do { try OutputPath.check(path, input: input, allowSpecial: allowSpecial) } catch {
+            if case .cannotCreate(let why) = error {
+                throw AvgasError("cannot write \(option) '\(path)': \(why)", status: .cannotCreate)
+            }
+            throw AvgasError("\(option) '\(path)' \(error)", status: error == .sameAsInput ? .usage : .cannotCreate)
         }
     }
 
     deinit { ringStorage.deallocate() }
 
     static func prepareDirectory(_ dir: String, option: String) throws(AvgasError) {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
-            guard isDir.boolValue else {
-                throw AvgasError("\(option) '\(dir)' exists and is not a directory; give a directory for the frames", status: .cannotCreate)
-            }
-        } else {
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw AvgasError("cannot create \(option) directory '\(dir)': \(Self.reason(error))", status: .cannotCreate)
-            }
+        do { try OutputPath.makeDirectories(dir) } catch {
+            throw AvgasError("cannot create \(option) directory '\(dir)': \(error.reason)", status: .cannotCreate)
         }
-        guard access(dir, W_OK) == 0 else {
-            throw AvgasError("cannot write into \(option) directory '\(dir)': \(String(cString: strerror(errno)))", status: .cannotCreate)
+        do { try OutputPath.check("\(dir)/frame_000000.png") } catch {
+            throw AvgasError("cannot write frames into \(option) directory '\(dir)': \(error.reason)", status: .cannotCreate)
         }
-    }
-
-    static func reason(_ error: Error) -> String {
-        if let e = error as? CocoaError, let u = e.userInfo[NSUnderlyingErrorKey] as? NSError {
-            return String(cString: strerror(Int32(u.code)))
-        }
-        return error.localizedDescription
     }
 
     /// Runs to the end. Returns the summary; throws for failures while running.
@@ -286,8 +293,13 @@ public final class Runner {
     private func finishOutputs() throws(AvgasError) {
         if let recorder {
             self.recorder = nil
-            do { try recorder.finish() } catch { throw AvgasError(error.description, status: .ioError) }
-            if !config.quiet { FileHandle.standardError.write(Data("avgas-live: video saved to \(recorder.path) (\(recorder.framesWritten) frames)\n".utf8)) }
+            let saved: Bool
+            do { saved = try recorder.finish() } catch { throw AvgasError(error.description, status: .ioError) }
+            if !config.quiet {
+                let note = saved ? "video saved to \(recorder.path) (\(recorder.framesWritten) frames)"
+                    : "no frame was recorded, so '\(recorder.path)' was not written"
+                FileHandle.standardError.write(Data("avgas-live: \(note)\n".utf8))
+            }
         }
         if let sheet = contactSheet, let path = config.contactSheetPath, let presenter {
             do { try sheet.write(to: path, text: presenter.renderer.text) } catch {
@@ -300,8 +312,8 @@ public final class Runner {
         if let recorder {
             self.recorder = nil
             do {
-                try recorder.finish()
-                FileHandle.standardError.write(Data("avgas-live: video saved to \(recorder.path)\n".utf8))
+                let note = try recorder.finish() ? "video saved to \(recorder.path)" : "no frame was recorded, so '\(recorder.path)' was not written"
+                FileHandle.standardError.write(Data("avgas-live: \(note)\n".utf8))
             } catch { FileHandle.standardError.write(Data("avgas-live: \(error)\n".utf8)) }
             return
         }
@@ -441,13 +453,22 @@ public final class Runner {
                 let scene = scenes.latest()
                 try renderFrame(time: max(scene.time, analyzerTimeEstimate(scene)))
             }
-            if analysisDone.wait(timeout: .now()) == .success {
-                analysisDone.signal()  // keep it signalled for the deferred wait
-                analysisFinished = true
+            func checkAnalysisDone() {
+                if analysisDone.wait(timeout: .now()) == .success {
+                    analysisDone.signal()  // keep it signalled for the deferred wait
+                    analysisFinished = true
+                }
             }
+            checkAnalysisDone()
             next += frameNanos
-            let now = DispatchTime.now().uptimeNanoseconds
-            if next > now { usleep(UInt32((next - now) / 1000)) } else { next = now }
+            // Wait for the next frame in slices of at most 20 ms, so the end of the input or a
+            // signal is noticed at once even at a low frame rate.
+            while !analysisFinished && !stopRequested.load(ordering: .relaxed) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                guard next > now else { next = now; break }
+                usleep(UInt32(min(next - now, 20_000_000) / 1000))
+                checkAnalysisDone()
+            }
         }
         if let e = failure.withLock({ $0 }) { throw e }
     }
@@ -476,7 +497,7 @@ public final class Runner {
             let t1 = DispatchTime.now().uptimeNanoseconds
             let path = "\(dir)/frame_\(String(format: "%06d", frameIndex)).png"
             do { try PNGWriter.write(presenter.framebuffer, to: path) } catch {
-                throw AvgasError("\(error) (is the disk full?); frames up to \(frameIndex) are in '\(dir)'", status: .ioError)
+                throw AvgasError("\(error) (is the disk full?); the \(frameIndex) frames before it are in '\(dir)'", status: .ioError)
             }
             outputTime += seconds(since: t1)
         }

@@ -37,13 +37,13 @@ struct AvgasLive: ParsableCommand {
     @Flag(name: .long, help: "No window: render offscreen. File input then runs as fast as possible.")
     var headless = false
 
-    @Option(name: .long, help: "Write every rendered frame as a PNG into this directory (created if needed).")
+    @Option(name: .long, help: "Write every rendered frame as a PNG (frame_000000.png, ...) into this directory (created if needed; frames of an earlier run in it are replaced).")
     var frames: String?
 
-    @Option(name: .long, help: "Frames per second: of stream time for --frames, of wall time in a window.")
+    @Option(name: .long, parsing: .unconditional, help: "Frames per second (1 to 240): of stream time for --frames, of wall time in a window.")
     var fps: Double = 30
 
-    @Option(name: .long, help: "Write one JSON line per analysis hop to this file: {\"t\": seconds, \"active\": [{\"class\": name, \"score\": s}]}.")
+    @Option(name: .long, help: "Write one JSON line per analysis hop to this file ('-' for standard output): {\"t\": seconds, \"active\": [{\"class\": name, \"score\": s}]}.")
     var events: String?
 
     @Option(name: .long, help: "Record the rendered frames as an H.264 video through ffmpeg (finalised on quit, Ctrl-C or SIGTERM). Key R starts/stops recording in a window.")
@@ -70,33 +70,33 @@ struct AvgasLive: ParsableCommand {
     @Flag(name: .long, help: "Turn off the onset path. By default, for under a second after a sound starts out of quiet, the audio since its start fills two extra YAMNet windows (repeated end to end, and mirrored), scored at every hop and midway between hops, and a class either names with a score of 0.9 or more turns on at once (median onset latency 0.38 s instead of 0.67 s on the test clips; 'head' presence only).")
     var noOnsetPath = false
 
-    @Option(name: .long, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
+    @Option(name: .long, parsing: .unconditional, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
     var hopMs: Int = 100
 
     @Flag(name: .long, help: "Start the window fullscreen.")
     var fullscreen = false
 
-    @Option(name: .long, help: "Monitor to open the window on (0 is the first).")
+    @Option(name: .long, parsing: .unconditional, help: "Monitor to open the window on (0 is the first).")
     var display: Int = 0
 
     @Option(name: .long, help: "Window or frame size, WIDTHxHEIGHT.")
     var size: String = "1280x720"
 
-    @Option(name: .long, help: "Stop after this many seconds of stream time (default: until the input ends or you quit).")
+    @Option(name: .long, parsing: .unconditional, help: "Stop after this many seconds of stream time (default: until the input ends or you quit).")
     var duration: Double?
 
     @Option(name: .long, help: "Folder holding models/ and classes.json (default: found next to the program, or $AVGAS_ASSETS).")
     var assets: String?
 
-    @Option(name: .long, help: "Threads for the neural networks' matrix products (OpenBLAS).")
+    @Option(name: .long, parsing: .unconditional, help: "Threads for the neural networks' matrix products (OpenBLAS, 1 to 16).")
     var threads: Int = 1
 
     @Flag(name: .long, help: "Do not print the summary at exit.")
     var quiet = false
 
     func validate() throws {
-        guard fps.isFinite, fps > 0, fps <= 240 else {
-            throw ValidationError("--fps must be between 0 and 240 frames per second (got \(fps))")
+        guard fps.isFinite, fps >= 1, fps <= 240 else {
+            throw ValidationError("--fps must be between 1 and 240 frames per second (got \(fps))")
         }
         guard hopMs >= 10, hopMs <= 2000, hopMs % 10 == 0 else {
             throw ValidationError("--hop-ms must be a multiple of 10 between 10 and 2000 (got \(hopMs))")
@@ -106,10 +106,16 @@ struct AvgasLive: ParsableCommand {
         }
         guard (1...16).contains(threads) else { throw ValidationError("--threads must be between 1 and 16 (got \(threads))") }
         guard display >= 0 else { throw ValidationError("--display must be 0 or more (got \(display))") }
-        if let duration, !(duration > 0 && duration.isFinite) {
-            throw ValidationError("--duration must be a positive number of seconds (got \(duration))")
+        if let duration, !(duration > 0 && duration <= 1e9) {
+            throw ValidationError("--duration must be a number of seconds above 0 and at most 1e9 (got \(duration))")
         }
         if let input, input.isEmpty { throw ValidationError("--input needs a file name") }
+        for (option, value) in [("--frames", frames), ("--events", events), ("--record", record), ("--contact-sheet", contactSheet)] {
+            if let value, value.isEmpty { throw ValidationError("\(option) needs a name (got an empty one)") }
+        }
+        if noImages, presence == "separator" || presence == "combined" {
+            throw ValidationError("--presence \(presence) needs the separator, which --no-images does not load; drop one of them")
+        }
         guard MixMode(rawValue: mix) != nil else { throw ValidationError("--mix must be 'composed' or 'paper' (got '\(mix)')") }
         if let generation, GenerationMode(rawValue: generation) == nil {
             throw ValidationError("--generation must be 'retrieval' or 'pure' (got '\(generation)')")

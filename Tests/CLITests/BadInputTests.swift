@@ -150,10 +150,42 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(r.status, 74, r.stderr)
         XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("writing events to '\(events)' failed: File too large"), r.stderr)
-        let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+        let text = try String(contentsOfFile: events, encoding: .utf8)
+        let lines = text.split(separator: "\n")
         XCTAssertGreaterThan(lines.count, 10)
-        // Complete lines stay valid JSON (at most the last, cut at the limit, is partial).
-        for l in lines.dropLast(2) { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
+        // The line cut at the limit is truncated away: every line is whole, valid JSON.
+        XCTAssertTrue(text.hasSuffix("\n"), "last line cut: \(text.suffix(60))")
+        for l in lines { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
+    }
+
+    /// Nothing the user has is destroyed by a run's outputs: an events file is not truncated
+    /// when the run cannot start; no output may be the input recording; the frames folder loses
+    /// only the frames of an earlier run.
+    func testOutputsNeverDestroyWhatTheUserHas() throws {
+        let events = path("old.jsonl")
+        try "{\"t\": 1.0, \"active\": []}\n".write(toFile: events, atomically: true, encoding: .utf8)
+        try expectError(["--input", path("missing.wav"), "--headless", "--no-images", "--events", events], status: 66, says: "does not exist")
+        try expectError(["--input", demo, "--headless", "--no-images", "--events", events, "--assets", dir.path], status: 78, says: "yamnet")
+        XCTAssertEqual(try String(contentsOfFile: events, encoding: .utf8), "{\"t\": 1.0, \"active\": []}\n")
+
+        let mine = path("mine.wav")
+        try FileManager.default.copyItem(atPath: demo, toPath: mine)
+        let original = try Data(contentsOf: URL(fileURLWithPath: mine))
+        for option in ["--events", "--record", "--contact-sheet"] {
+            try expectError(["--input", mine, "--headless", "--no-images", option, mine], status: 64, says: "is the input recording")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: mine)), original)
+
+        let frames = path("frames")
+        try FileManager.default.createDirectory(atPath: frames, withIntermediateDirectories: true)
+        for name in ["frame_000099.png", "notes.txt", "frame_12.png"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: "\(frames)/\(name)", contents: Data("x".utf8)))
+        }
+        let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--no-images", "--frames", frames, "--fps", "1",
+                                              "--duration", "3", "--size", "160x90", "--quiet"], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: frames).sorted(),
+                       ["frame_000000.png", "frame_000001.png", "frame_000002.png", "frame_000003.png", "frame_12.png", "notes.txt"])
     }
 
     /// Model weights missing, truncated, corrupted or for another network: exit 78, one line

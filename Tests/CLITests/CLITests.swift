@@ -21,6 +21,15 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// `--list-devices` exits 0 and says what it found; the `null` PCM (endless silence, read as
+    /// fast as it can be) is not offered as a capture device.
+    func testListDevices() throws {
+        let r = try Binary.run("avgas-live", ["--list-devices"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("no sound card") || r.stdout.contains("Sound cards:"), r.stdout)
+        XCTAssertFalse(r.stdout.split(separator: "\n").contains { $0.hasPrefix("  null\t") }, r.stdout)
+    }
+
     /// Each user mistake: one clear line on stderr naming the problem, its own exit status.
     func testErrorTable() throws {
         let dir = TestPaths.makeTempDir()
@@ -31,6 +40,8 @@ final class CLITests: XCTestCase {
         try "not audio at all\n".write(toFile: text, atomically: true, encoding: .utf8)
         let aFile = dir.appendingPathComponent("plain").path
         XCTAssertTrue(FileManager.default.createFile(atPath: aFile, contents: Data("x".utf8)), "could not create a test fixture file")
+        let fifo = dir.appendingPathComponent("pipe").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
         let cases: [(args: [String], status: Int32, says: String)] = [
             (["--headless"], 69, "no sound card"),
             (["--headless", "--device", "nosuch"], 69, "unknown capture device 'nosuch'"),
@@ -43,7 +54,15 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--frames", aFile], 73, "not a directory"),
             (["--input", demo, "--headless", "--frames", "/proc/avgas/frames"], 73, "cannot create --frames"),
             (["--input", demo, "--headless", "--events", dir.path], 73, "is a directory"),
-            (["--input", demo, "--headless", "--events", "/proc/avgas/e.jsonl"], 73, "cannot write events"),
+            (["--input", demo, "--headless", "--events", "/proc/avgas/e.jsonl"], 73, "cannot write --events"),
+            (["--input", demo, "--headless", "--frames", aFile + "/sub"], 73, "is not a directory"),
+            (["--input", demo, "--headless", "--contact-sheet", fifo], 73, "not a regular file"),
+            (["--input", fifo, "--headless"], 66, "not a regular file"),
+            (["--input", demo, "--headless", "--fps", "-1"], 64, "--fps must be"),
+            (["--input", demo, "--headless", "--fps", "1e-15"], 64, "--fps must be"),
+            (["--input", demo, "--headless", "--no-images", "--duration", "1e15"], 64, "--duration must be"),
+            (["--input", demo, "--headless", "--events", ""], 64, "--events needs a name"),
+            (["--input", demo, "--headless", "--no-images", "--presence", "separator"], 64, "needs the separator"),
             (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
