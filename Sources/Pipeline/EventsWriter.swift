@@ -85,7 +85,8 @@ public final class EventsWriter {
         if err != 0 {
             failed = true
             if ownsDescriptor { _ = ftruncate(fd, complete) }
-            throw AvgasError("writing events to '\(path)' failed: \(String(cString: strerror(err))); the lines before are complete",
+            let target = ownsDescriptor ? "'\(path)'" : "standard output"
+            throw AvgasError("writing events to \(target) failed: \(String(cString: strerror(err))); the lines before are complete",
                              status: .ioError)
         }
         complete += off_t(off)
