@@ -1,18 +1,30 @@
-/// A grid of small frames, one per second of stream time, written at the end of a file run
-/// (`--contact-sheet FILE.png`), so a whole run can be judged at a glance.
+/// A grid of small frames, one per second of stream time, written at the end of a run
+/// (`--contact-sheet FILE.png`), so a whole run can be judged at a glance. Memory is bounded
+/// for long and live runs: when `maxThumbs` frames are held, every other one is dropped and
+/// the interval doubles (1 s, 2 s, 4 s...), so the sheet always spans the whole run evenly.
 public final class ContactSheet {
     public let thumbWidth: Int
     public let thumbHeight: Int
     public let columns: Int
+    public let maxThumbs: Int
     private var thumbs: [(time: Double, fb: Framebuffer)] = []
+    /// Seconds of stream time between thumbnails.
+    public private(set) var interval = 1.0
+    private var nextTime = 0.0
 
-    public init(thumbWidth: Int = 320, aspect: Double = 9.0 / 16.0, columns: Int = 6) {
+    public init(thumbWidth: Int = 320, aspect: Double = 9.0 / 16.0, columns: Int = 6, maxThumbs: Int = 120) {
         self.thumbWidth = thumbWidth
         self.thumbHeight = Int(Double(thumbWidth) * aspect)
         self.columns = columns
+        self.maxThumbs = max(2, maxThumbs)
     }
 
     public var count: Int { thumbs.count }
+    /// Stream times of the thumbnails held.
+    public var times: [Double] { thumbs.map(\.time) }
+
+    /// Whether a frame at stream time `time` is due.
+    public func wants(_ time: Double) -> Bool { time >= nextTime }
 
     /// Adds a downscaled copy of `fb` (area-averaged) labelled with `time`.
     public func add(_ fb: Framebuffer, time: Double) {
@@ -36,6 +48,11 @@ public final class ContactSheet {
             }
         }
         thumbs.append((time, t))
+        if thumbs.count >= maxThumbs {
+            thumbs = stride(from: 0, to: thumbs.count, by: 2).map { thumbs[$0] }
+            interval *= 2
+        }
+        nextTime = ((time / interval).rounded(.down) + 1) * interval
     }
 
     /// Lays the thumbnails out in a grid with their times and writes a PNG.

@@ -60,9 +60,20 @@ public final class GeneratorModel: @unchecked Sendable {
             decoder = try ProgramNetwork(file: file, net: "decoder", inputs: cIn)
             defaults = try file.metadataJSON("defaults", as: Defaults.self)
             classes = try file.metadataJSON("classes", as: [String].self)
-            embeddingSize = dIn["emb"]?.first ?? 128
+            guard let emb = dIn["emb"], emb.count == 1, emb[0] > 0 else {
+                throw ImaginingError("'\(path)': the denoiser's 'emb' input must be one positive length, got \(dIn["emb"] ?? [])")
+            }
+            embeddingSize = emb[0]
             guard dIn["x"] == latentShape, cIn["z"] == latentShape, decoder.outputShape.count == 3, decoder.outputShape[0] == 3 else {
                 throw ImaginingError("'\(path)': denoiser/decoder shapes do not match latent_shape \(latentShape)")
+            }
+            // The sampling defaults size schedules and loops: keep them in their meaningful ranges.
+            let d = defaults
+            func unit(_ v: Double) -> Bool { v > 0 && v <= 1 }
+            guard (1...64).contains(d.steps), (1...1024).contains(d.retrieval_top_k), unit(d.retrieval_strength),
+                  unit(d.renoise_strength), d.drift_cosine >= -1 && d.drift_cosine <= 1 else {
+                throw ImaginingError("'\(path)': sampling defaults out of range (steps 1-64, top-k 1-1024, strengths in (0, 1], "
+                                     + "drift cosine in [-1, 1]): \(d)")
             }
         } catch let e as ImaginingError { throw e } catch {
             throw ImaginingError("\(error)")
@@ -125,13 +136,23 @@ public final class ExemplarBank: @unchecked Sendable {
             latents = try f.floats("latents")
             embeddings = try f.floats("embeddings")
             let info = try f.info("class_index")
-            guard info.dtype == .i32, info.shape == [latents.shape[0]], embeddings.shape.first == latents.shape[0] else {
-                throw ImaginingError("'\(path)': latents, embeddings and class_index do not agree")
+            guard latents.shape.count == 4, latents.shape[0] >= 1, embeddings.shape.count == 2, embeddings.shape[1] >= 1,
+                  info.dtype == .i32, info.shape == [latents.shape[0]], embeddings.shape[0] == latents.shape[0] else {
+                throw ImaginingError("'\(path)': latents [N, C, H, W], embeddings [N, D] and class_index [N] (N >= 1) do not agree: "
+                                     + "\(latents.shape), \(embeddings.shape), \(info.shape)")
             }
             let raw = try f.bytes("class_index")
             classIndex = (0..<info.shape[0]).map { Int(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
         } catch let e as ImaginingError { throw e } catch {
             throw ImaginingError("\(error)")
+        }
+    }
+
+    /// Throws unless the bank's latents and embeddings have the sizes `model` draws and reads.
+    public func check(fits model: GeneratorModel, path: String) throws {
+        guard Array(latents.shape.dropFirst()) == model.latentShape, embeddings.shape[1] == model.embeddingSize else {
+            throw ImaginingError("'\(path)' holds latents \(Array(latents.shape.dropFirst())) and \(embeddings.shape[1])-d embeddings, "
+                                 + "but the generator draws \(model.latentShape) from \(model.embeddingSize)-d embeddings; rebuild both (make train-generator)")
         }
     }
 

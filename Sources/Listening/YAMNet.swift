@@ -90,6 +90,8 @@ public final class YAMNet: @unchecked Sendable {
     /// Patches one `forward(patches:count:)` takes at most.
     public let maxBatch: Int
     /// Layers whose input map has at most this many positions run on the whole batch at once.
+    /// Largest activation or im2col buffer a weights file may ask for (YAMNet needs about 0.3 M).
+    static let maxWorkspaceFloats = 1 << 26
     public static let batchedPositions = 24
     /// Index in `ops` of the first layer run on the whole batch (`ops.count` if none).
     private let batchFrom: Int
@@ -195,8 +197,9 @@ public final class YAMNet: @unchecked Sendable {
         let arch = try file.metadataJSON("architecture", as: YAMNetArchitecture.self)
         func unsupported(_ d: String) -> NetworkError { .unsupportedArchitecture(file: file.path, detail: d) }
         guard arch.network == "yamnet" else { throw unsupported("network is '\(arch.network)', expected 'yamnet'") }
-        guard arch.input.channels == 1, arch.input.height > 0, arch.input.width > 0 else {
-            throw unsupported("input must be one channel of height x width > 0, got \(arch.input)")
+        // Metadata sizes are not backed by tensor bytes: bound them before any arithmetic.
+        guard arch.input.channels == 1, (1...1024).contains(arch.input.height), (1...1024).contains(arch.input.width) else {
+            throw unsupported("input must be one channel of height x width, each 1 to 1024, got \(arch.input)")
         }
         guard arch.pool.kind == "global_average" else { throw unsupported("pool '\(arch.pool.kind)' (expected global_average)") }
         guard !arch.layers.isEmpty else { throw unsupported("no layers") }
@@ -254,6 +257,9 @@ public final class YAMNet: @unchecked Sendable {
             built.append((op, shape, out))
             largest = max(largest, out.count)
             shape = out
+        }
+        guard largest <= Self.maxWorkspaceFloats, scratchCount <= Self.maxWorkspaceFloats else {
+            throw unsupported("its layers need workspaces of \(max(largest, scratchCount)) floats (at most \(Self.maxWorkspaceFloats))")
         }
         ops = built.map { (op: $0.0, input: $0.1, output: $0.2) }
         finalShape = shape

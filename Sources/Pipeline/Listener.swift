@@ -1,3 +1,4 @@
+import Features
 import Foundation
 import Listening
 import NeuralNet
@@ -46,6 +47,11 @@ public final class SceneListener {
             yamnet = try YAMNet(path: weights)
         } catch {
             throw AvgasError("\(error)", status: .config)
+        }
+        let front = LogMelConfiguration()
+        guard yamnet.patchFrames == front.patchFrames, yamnet.melBands == front.melBands else {
+            throw AvgasError("'\(weights)' expects \(yamnet.patchFrames) x \(yamnet.melBands) log-mel patches, but the front end makes "
+                             + "\(front.patchFrames) x \(front.melBands); use the YAMNet weights made by make models", status: .config)
         }
         let labels: [String]
         do {
@@ -98,6 +104,9 @@ public final class SceneListener {
             separator = nil
         }
     }
+
+    /// Width of the separator's per-class visual embeddings (nil without a separator).
+    public var embeddingSize: Int? { separator?.shape(of: "embeddings")?.last }
 
     func resetTracker() { tracker.reset() }
 

@@ -118,7 +118,6 @@ public final class Runner {
     private var recorder: VideoRecorder?
     private var recordingsMade = 0
     private let contactSheet: ContactSheet?
-    private var nextSheetTime = 0.0
     private var showOverlay: Bool
     private var fpsWindow: [UInt64] = []
     private let imagery: Imagery?
@@ -186,8 +185,13 @@ public final class Runner {
             do {
                 let model = try GeneratorModel(path: genPath)
                 let bank = try ExemplarBank(path: bankPath)
+                try bank.check(fits: model, path: bankPath)
                 guard model.classes == listener.vocabulary.names else {
                     throw ImaginingError("'\(genPath)' was trained for other classes than Assets/classes.json; retrain it (make train-generator)")
+                }
+                if let d = listener.embeddingSize, d != model.embeddingSize {
+                    throw ImaginingError("'\(genPath)' draws from \(model.embeddingSize)-d embeddings but the separator makes \(d)-d ones; "
+                                         + "retrain the generator on this separator (make train-generator)")
                 }
                 imagery = Imagery(model: model, bank: bank, vocabulary: listener.vocabulary, mix: config.mix, mode: config.generation)
             } catch {
@@ -483,10 +487,7 @@ public final class Runner {
         presenter.draw(scene: scene, time: time)
         window?.present(presenter.framebuffer)
         renderTime += seconds(since: t0)
-        if let sheet = contactSheet, time >= nextSheetTime {
-            sheet.add(presenter.framebuffer, time: time)
-            nextSheetTime = Double(Int(time) + 1)
-        }
+        if let sheet = contactSheet, sheet.wants(time) { sheet.add(presenter.framebuffer, time: time) }
         if let recorder {
             do { try recorder.write(presenter.framebuffer) } catch {
                 self.recorder = nil

@@ -49,7 +49,7 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, help: "Record the rendered frames as an H.264 video through ffmpeg (finalised on quit, Ctrl-C or SIGTERM). Key R starts/stops recording in a window.")
     var record: String?
 
-    @Option(name: .long, help: "At the end of the run, write a grid of one frame per second of stream time to this PNG.")
+    @Option(name: .long, help: "At the end of the run, write a grid of one frame per second of stream time to this PNG (at most 120 frames: longer runs get one every 2, 4, 8... seconds).")
     var contactSheet: String?
 
     @Flag(name: .long, help: "Show the diagnostics overlay (fps, stage timings, dropped audio, overruns) from the start; key D toggles it.")

@@ -235,6 +235,66 @@ final class BadInputTests: XCTestCase {
     }
 }
 
+/// Weights whose header metadata asks for sizes the program cannot honour: one line naming the
+/// file, exit 78, at start-up (a code review reproduced traps and an out-of-bounds read with
+/// each of these before they were checked).
+final class WeightsMetadataTests: XCTestCase {
+    let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+
+    /// Rewrites a safetensors header through `edit` (the tensor bytes stay as they are).
+    static func rewriteHeader(_ url: URL, _ edit: (inout [String: Any]) -> Void) throws {
+        let data = try Data(contentsOf: url)
+        let n = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        var header = try XCTUnwrap(try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as? [String: Any])
+        edit(&header)
+        var json = try JSONSerialization.data(withJSONObject: header)
+        while json.count % 8 != 0 { json.append(UInt8(ascii: " ")) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        out.append(data.subdata(in: (8 + n)..<data.count))
+        try out.write(to: url)
+    }
+
+    /// Edits a JSON-encoded metadata entry of a safetensors header.
+    static func editMetadata(_ header: inout [String: Any], _ key: String, _ edit: (inout [String: Any]) -> Void) {
+        var meta = header["__metadata__"] as? [String: String] ?? [:]
+        var obj = (try? JSONSerialization.jsonObject(with: Data((meta[key] ?? "{}").utf8))) as? [String: Any] ?? [:]
+        edit(&obj)
+        meta[key] = String(data: try! JSONSerialization.data(withJSONObject: obj), encoding: .utf8)
+        header["__metadata__"] = meta
+    }
+
+    func testOutOfRangeMetadataExits78() throws {
+        let real = TestPaths.repoRoot.appendingPathComponent("Assets")
+        let dir = TestPaths.makeTempDir("avgas-meta")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cases: [(name: String, file: String, images: Bool, edit: (inout [String: Any]) -> Void, says: String)] = [
+            ("patch 960 frames", "yamnet", false, { Self.editMetadata(&$0, "architecture") { a in
+                var i = a["input"] as! [String: Any]; i["height"] = 960; a["input"] = i } }, "log-mel patches"),
+            ("patch 2^40", "yamnet", false, { Self.editMetadata(&$0, "architecture") { a in
+                var i = a["input"] as! [String: Any]; i["height"] = 1 << 40; i["width"] = 1 << 40; a["input"] = i } }, "each 1 to 1024"),
+            ("steps 2^63-1", "generator", true, { Self.editMetadata(&$0, "defaults") { $0["steps"] = Int.max } }, "sampling defaults out of range"),
+            ("strength 0", "generator", true, { Self.editMetadata(&$0, "defaults") { $0["retrieval_strength"] = 0.0 } }, "sampling defaults out of range"),
+            ("scalar latents", "exemplars", true, { h in
+                var l = h["latents"] as! [String: Any]; l["shape"] = [Int](); l["data_offsets"] = [0, 4]; h["latents"] = l }, "do not agree"),
+            ("1-D embeddings", "exemplars", true, { h in
+                var e = h["embeddings"] as! [String: Any]; e["shape"] = [168]; e["data_offsets"] = [1_376_256, 1_376_928]; h["embeddings"] = e }, "do not agree"),
+        ]
+        for c in cases {
+            let assets = dir.appendingPathComponent(c.name.replacingOccurrences(of: " ", with: "-"))
+            try FileManager.default.copyItem(at: real, to: assets)
+            try Self.rewriteHeader(assets.appendingPathComponent("models/\(c.file).safetensors"), c.edit)
+            let args = ["--input", demo, "--headless", "--assets", assets.path, "--duration", "2"] + (c.images ? [] : ["--no-images"])
+            let r = try Binary.run("avgas-live", args, timeout: 120)
+            XCTAssertEqual(r.status, 78, "\(c.name): \(r.stderr)")
+            XCTAssertEqual(r.stderrLines.count, 1, "\(c.name): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("\(c.file).safetensors") && r.stderr.contains(c.says), "\(c.name): \(r.stderr)")
+            try? FileManager.default.removeItem(at: assets)
+        }
+    }
+}
+
 /// Nothing the user made is lost when the program dies without warning.
 final class CrashSafetyTests: XCTestCase {
     let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path

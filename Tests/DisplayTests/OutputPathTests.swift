@@ -73,4 +73,21 @@ final class OutputPathTests: XCTestCase {
         XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: out)), old)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["show.mp4"])
     }
+
+    /// The contact sheet holds at most `maxThumbs` frames: past that every other one is dropped
+    /// and the interval doubles, so a long run is covered evenly from start to end.
+    func testContactSheetStaysBoundedAndEven() {
+        let sheet = ContactSheet(thumbWidth: 16, maxThumbs: 8)
+        let fb = Framebuffer(width: 64, height: 36)
+        for k in 0...1000 {                              // 100 s at 10 frames per second
+            let t = Double(k) / 10
+            if sheet.wants(t) { sheet.add(fb, time: t) }
+        }
+        XCTAssertLessThan(sheet.count, 8)
+        XCTAssertEqual(sheet.interval, 16)
+        XCTAssertEqual(sheet.times, [0, 16, 32, 48, 64, 80, 96])
+        let short = ContactSheet(thumbWidth: 16)
+        for k in 0..<30 where short.wants(Double(k)) { short.add(fb, time: Double(k)) }
+        XCTAssertEqual(short.count, 30)                  // a short run: one per second, as before
+    }
 }
