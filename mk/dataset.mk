@@ -8,7 +8,11 @@ DATASET_APT := fluidsynth fluid-soundfont-gm espeak-ng sox ffmpeg dpkg-dev fonts
 DATA_DIR ?= data
 DATA_CACHE ?= $(DATA_DIR)/cache
 
-.PHONY: dataset dataset-deps demo-audio test-python
+.PHONY: dataset dataset-deps demo-audio test-python have-data
+
+# Training and evaluation targets need the dataset: say so in one line instead of a traceback.
+have-data:
+	@test -f $(DATA_DIR)/manifest.csv || { echo "$(DATA_DIR)/manifest.csv is missing: build the training dataset first with 'make dataset' (about 4.7 GB of Debian packages, downloaded once)" >&2; exit 1; }
 
 # Installs the system packages only when one of them is missing (idempotent).
 dataset-deps:

@@ -9,14 +9,16 @@ GEN_RUN ?= training/runs/generator
 GEN_CONFIG ?= full
 
 .PHONY: train-generator eval-generator export-generator test-generator finetune-decoder
-train-generator: pyenv-torch
+train-generator: | have-data pyenv-torch
 	PYTHONPATH=. $(VPY) -m training.generator.train --config $(GEN_CONFIG) --run $(GEN_RUN)
 
-eval-generator: pyenv-torch
+eval-generator: | have-data pyenv-torch
+	@test -f $(GEN_RUN)/teacher.pt || { echo "$(GEN_RUN)/teacher.pt is missing: train the generator first with 'make train-generator'" >&2; exit 1; }
 	PYTHONPATH=. $(VPY) -m training.generator.evaluate --run $(GEN_RUN)
 	PYTHONPATH=. $(VPY) -m training.generator.export --run $(GEN_RUN)
 
-export-generator: pyenv-torch
+export-generator: | pyenv-torch
+	@test -f $(GEN_RUN)/teacher.pt || { echo "$(GEN_RUN)/teacher.pt is missing: train the generator first with 'make train-generator'" >&2; exit 1; }
 	PYTHONPATH=. $(VPY) -m training.generator.export --run $(GEN_RUN)
 
 test-generator: pyenv-torch

@@ -15,13 +15,13 @@ SEP_WORLD ?= 2
 
 .PHONY: visual-embeddings separator-features train-separator eval-separator
 
-$(SEP_FEAT)/image_embeddings.npz: | pyenv-torch
+$(SEP_FEAT)/image_embeddings.npz: | have-data pyenv-torch
 	$(VPY) -m training.avgas.visual --data data --threads $(SEP_THREADS)
 
 visual-embeddings: $(SEP_FEAT)/image_embeddings.npz
 
 # Two processes share the window chunks (each chunk seeded by its index: same data either way).
-$(SEP_FEAT)/audio_train.npz: | pyenv-torch yamnet-float-onnx
+$(SEP_FEAT)/audio_train.npz: | have-data pyenv-torch yamnet-float-onnx
 	$(VPY) -m training.avgas.features eval --data data
 	for r in $$(seq 1 $$(($(SEP_WORLD) - 1))); do \
 	  $(VPY) -m training.avgas.features train --data data --rank $$r --world $(SEP_WORLD) & done; \
@@ -29,11 +29,12 @@ $(SEP_FEAT)/audio_train.npz: | pyenv-torch yamnet-float-onnx
 	$(VPY) -m training.avgas.features train --data data --rank 0 --world 1
 
 # Validation mixtures (like the fixed test sets, from val-split recordings) for presence thresholds.
-$(SEP_FEAT)/audio_val_clips.npz: | pyenv-torch yamnet-float-onnx
+$(SEP_FEAT)/audio_val_clips.npz: | have-data pyenv-torch yamnet-float-onnx
 	$(VPY) -m training.avgas.features valclips --data data
 
 separator-features: $(SEP_FEAT)/audio_train.npz $(SEP_FEAT)/audio_val_clips.npz
 
+train-separator: | have-data
 train-separator: visual-embeddings separator-features
 	$(VPY) -m training.avgas.judge train --data data --threads $(SEP_THREADS)
 	$(VPY) -m training.avgas.judge_refit --data data --threads $(SEP_THREADS)
@@ -41,7 +42,7 @@ train-separator: visual-embeddings separator-features
 	$(VPY) -m training.avgas.judge_multilabel --data data --threads $(SEP_THREADS) --refit
 	$(VPY) -m training.avgas.train --data data --threads $(SEP_THREADS)
 
-eval-separator: $(SEP_FEAT)/audio_val_clips.npz | pyenv-torch
+eval-separator: $(SEP_FEAT)/audio_val_clips.npz | have-data pyenv-torch
 	$(VPY) -m training.avgas.evaluate --data data --threads $(SEP_THREADS)
 
 # Learned presence head (listening, issue 3; the default `--presence head`): training windows from
@@ -50,7 +51,7 @@ eval-separator: $(SEP_FEAT)/audio_val_clips.npz | pyenv-torch
 # `python -m training.avgas.presence study` re-runs the variant comparison of
 # training/reports/listening.md; `... presence final` the one test evaluation.
 .PHONY: train-presence
-train-presence: | pyenv-torch yamnet-float-onnx
+train-presence: | have-data pyenv-torch yamnet-float-onnx
 	$(VPY) -m training.avgas.presence_data windows --split train --scenes 8000
 	$(VPY) -m training.avgas.presence_data windows --split val --scenes 1000 --seed 1
 	$(VPY) -m training.avgas.presence_data clips --split val

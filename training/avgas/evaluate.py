@@ -112,7 +112,7 @@ def choose_head_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.
     return max(scores, key=scores.get)
 
 
-def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)):
+def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98), paths=PATHS):
     """Presence thresholds (separator alone, and fused with the YAMNet mapping) maximising the mean
     clip-level macro F1 over validation mixtures of 1, 2 and 3 sources (built like the test sets from
     val-split recordings: data/features/audio_val_clips.npz, `features valclips`); written into the
@@ -121,7 +121,7 @@ def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6
     sys.path.insert(0, str(ROOT / "tools"))
     import safetensors_io
     z = np.load(Path(data) / "features/audio_val_clips.npz")
-    t, meta = safetensors_io.load(PATHS["separator"])
+    t, meta = safetensors_io.load(paths["separator"])
     arch = json.loads(meta["architecture"])
     sets = []
     for k in (1, 2, 3):
@@ -138,13 +138,15 @@ def choose_threshold(data="data", grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6
                                          "threshold": fbest, "val_clip_macro_f1": {str(k): round(v, 4) for k, v in fscores.items()}})
     meta["presence_threshold"] = str(best)
     meta["presence_threshold_selection"] = json.dumps({"val_clip_macro_f1_mean_1_2_3_src": {str(k): round(v, 4) for k, v in scores.items()}})
-    safetensors_io.save(PATHS["separator"], {k: np.array(v) for k, v in t.items()}, meta)
+    safetensors_io.save(paths["separator"], {k: np.array(v) for k, v in t.items()}, meta)
     return best, scores, fbest, fscores
 
 
-def evaluate(data="data", report=REPORT, plots=True):
+def evaluate(data="data", report=REPORT, plots=True, paths=PATHS):
+    """`paths`: the separator and ablation files to evaluate (their metadata receive the chosen
+    thresholds and headline metrics); the shipped ones by default."""
     feat = Path(data) / "features"
-    thr_sel = choose_threshold(data)
+    thr_sel = choose_threshold(data, paths=paths)
     head_thr = choose_head_threshold(data)
     z = np.load(feat / "audio_eval.npz")
     names = [str(n) for n in z["classes"]]
@@ -165,8 +167,8 @@ def evaluate(data="data", report=REPORT, plots=True):
         for j in range(cls.shape[1]):
             m = cls[:, j] >= 0
             truth[np.where(m)[0], cls[m, j]] = True
-        sep, smeta = run_model(PATHS["separator"], emb)
-        abl, _ = run_model(PATHS["ablation"], emb)
+        sep, smeta = run_model(paths["separator"], emb)
+        abl, _ = run_model(paths["ablation"], emb)
         thr = float(smeta.get("presence_threshold", 0.5))
         ps = sigmoid(sep["presence_logits"])                 # [M,P,46]
         sep_pred = ps.max(1) >= thr
@@ -223,7 +225,7 @@ def evaluate(data="data", report=REPORT, plots=True):
         examples[k] = (mi, ci, stop, atop, z[f"ids{k}"])
     if plots:
         make_plots(res, examples, names, img_ids, data)
-    write_report(res, names, report)
+    write_report(res, names, report, paths)
     headline = {"presence_macro_f1_2src": res["presence"][2]["separator_macro_f1"],
                 "fused_presence_macro_f1_2src": res["presence"][2]["fused_macro_f1"],
                 "predicted_slots_R@1_2src": res["retrieval"][2]["separator_predicted_slots_R@1"],
@@ -233,9 +235,10 @@ def evaluate(data="data", report=REPORT, plots=True):
                 "R@1_2src": res["retrieval"][2]["separator_R@1"], "R@1_1src": res["retrieval"][1]["separator_R@1"],
                 "ablation_R@1_2src": res["retrieval"][2]["ablation_R@1"],
                 "ablation_R@1_1src": res["retrieval"][1]["ablation_R@1"]}
-    update_metrics("separator", {k: round(v, 4) for k, v in headline.items() if not k.startswith("ablation")})
+    update_metrics("separator", {k: round(v, 4) for k, v in headline.items() if not k.startswith("ablation")},
+                   path=paths["separator"])
     update_metrics("ablation", {"R@1_2src": round(headline["ablation_R@1_2src"], 4),
-                                "R@1_1src": round(headline["ablation_R@1_1src"], 4)})
+                                "R@1_1src": round(headline["ablation_R@1_1src"], 4)}, path=paths["ablation"])
     (feat / "separator_eval.json").write_text(json.dumps(res, indent=1))
     return res
 
@@ -306,12 +309,12 @@ def make_plots(res, examples, names, img_ids, data):
     fig.tight_layout(); fig.savefig(out / "separator_retrieval_grid.png", dpi=70); plt.close(fig)
 
 
-def write_report(res, names, report):
+def write_report(res, names, report, paths=PATHS):
     import sys
     sys.path.insert(0, str(ROOT / "tools"))
     import safetensors_io
-    _, smeta = safetensors_io.load(PATHS["separator"])
-    _, ameta = safetensors_io.load(PATHS["ablation"])
+    _, smeta = safetensors_io.load(paths["separator"])
+    _, ameta = safetensors_io.load(paths["ablation"])
     pr, rt = res["presence"], res["retrieval"]
     thv = ", ".join(f"{k}: {v:.3f}" for k, v in res["threshold_val_f1"].items())
     L = ["# Separator (AV-GAS) and no-separator ablation: evaluation", "",
@@ -389,7 +392,7 @@ def write_report(res, names, report):
     import sys as _s
     _s.path.insert(0, str(ROOT / "tools"))
     import safetensors_io as _io
-    st, _ = _io.load(PATHS["separator"])
+    st, _ = _io.load(paths["separator"])
     arch = json.loads(smeta["architecture"])
     for i, op in enumerate(arch["ops"]):
         src = op.get("in") or f"{op.get('a')} + {op.get('b')}"

@@ -16,7 +16,8 @@
           cached under data/cache/presence/heads/; `presence.py export --pools ...` writes it as the asset.
 
 Windows: 8000 scenes (seed 0) per recording list, about 6-7 minutes each on one core, cached as
-data/cache/presence/windows_<name>.npz (two builds can run side by side: `windows --part`).
+data/cache/presence/windows_<name>.npz, built in chunks of 100 scenes (an interrupted build resumes at
+its next chunk; two different recording lists can build side by side in two shells).
 
 Run: .venv/bin/python -m training.avgas.presence_refit windows --frac 0.6 --seed 1   (etc.)
      .venv/bin/python -m training.avgas.presence_refit curve

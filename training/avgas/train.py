@@ -10,7 +10,8 @@ Separator losses per training window (0-3 sources), as in the paper:
 Ablation (Sound2Scene-style, one embedding a[b] per window, same data, steps, batches):
   A2V       multi-positive InfoNCE: -log sum_{c present} softmax(a V^T / tau)_c
   A2A       InfoNCE between a[b] and l2n(mean_j z[b,j]), plus the same 0.5 x anchor on z.
-Checkpoints every --ckpt-every steps under <data>/features/ckpt/<kind>.pt (resumed automatically);
+Checkpoints every --ckpt-every steps (200) under <data>/features/ckpt/<kind>.pt (resumed automatically
+when --steps matches the checkpoint's run; otherwise it says so and starts again);
 the best validation state (presence macro F1 + retrieval R@1 on val windows vs val images) is kept.
 """
 from __future__ import annotations
@@ -157,11 +158,15 @@ def train(kind, data="data", steps=3000, batch=128, lr=2e-3, wd=1e-2, tau=0.1, s
     state = {"step": 0, "history": [], "val": [], "best": None, "best_score": -1.0, "best_step": -1}
     if ck.exists():
         s = torch.load(ck, weights_only=False)
-        if s.get("config", {}).get("steps") == steps:
+        old = s.get("config", {}).get("steps")
+        if old == steps:
             model.load_state_dict(s["model"]); proj.load_state_dict(s["proj"])
             opt.load_state_dict(s["opt"]); sched.load_state_dict(s["sched"])
             state = s["state"]
             log(f"resumed {kind} at step {state['step']}")
+        else:   # the learning-rate schedule depends on the total: a checkpoint of another length cannot continue
+            log(f"{ck} belongs to a {old}-step run, not {steps} steps: starting {kind} from step 0 "
+                f"(pass --steps {old} to resume it; it is replaced at the first checkpoint)")
     g = np.random.default_rng([seed, state["step"]])
     N = len(tr["x"])
     model.train(); proj.train()
@@ -209,16 +214,27 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only", choices=["separator", "ablation"], default=None)
+    ap.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    ap.add_argument("--export-to", default=None,
+                    help="folder for the exported safetensors (default: Assets/models when --data is 'data', "
+                         "else <data>/features/export, so a trial on other data never replaces the shipped models)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from . import export
     feat_dir = Path(a.data) / "features"
+    shipped = a.export_to is None and Path(a.data).resolve() == (export.ROOT / "data").resolve()
+    out_dir = export.PATHS["separator"].parent if shipped else Path(a.export_to or feat_dir / "export")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out_dir / export.PATHS[kind].name for kind in export.PATHS}
     for kind in ([a.only] if a.only else ["separator", "ablation"]):
-        model, proj, state, cfg = train(kind, a.data, steps=a.steps, batch=a.batch)
+        model, proj, state, cfg = train(kind, a.data, steps=a.steps, batch=a.batch, ckpt_every=a.ckpt_every)
         torch.save({"model": model.state_dict(), "proj": proj.state_dict(), "cfg": cfg,
                     "history": state["history"], "val": state["val"]}, feat_dir / f"{kind}_final.pt")
-        export.export(kind, model, cfg, state)
-    export.write_fixture(a.data)
+        export.export(kind, model, cfg, state, path=paths[kind])
+    if shipped:   # the Swift parity fixture follows the shipped models only
+        export.write_fixture(a.data)
+    else:
+        print(f"exported to {out_dir} (the shipped models and the Swift fixture are unchanged)")
 
 
 if __name__ == "__main__":

@@ -288,3 +288,18 @@ def test_shift_latents_translates_with_replicated_edges():
         xp = np.pad(x[k], ((0, 0), (1, 1), (1, 1)), mode="edge")
         assert any(np.array_equal(y[k], xp[:, a:a + 6, b:b + 6]) for a in range(3) for b in range(3))
     assert sum(np.array_equal(y[k], x[k]) for k in range(64)) < 64 // 2
+
+
+def test_tiny_evaluate_writes_the_report(trained, tmp_path):
+    """The tiny configuration through `make eval-generator`'s evaluation too (--quick: a few test
+    images and mixtures): the report with its tables and the plots are written."""
+    from training.generator import evaluate
+    _, run, _, data, _ = trained
+    rep = tmp_path / "reports"
+    evaluate.main(["--run", str(run), "--data", str(data), "--classes", str(data / "classes.json"),
+                   "--reports", str(rep), "--quick"])
+    text = (rep / "generator.md").read_text()
+    for heading in ("## Per-class image accuracy", "## Mixtures: CRS and R@2*", "## Targets"):
+        assert heading in text, heading
+    pngs = sorted(p.name for p in rep.glob("*.png"))
+    assert len(pngs) >= 3, pngs
