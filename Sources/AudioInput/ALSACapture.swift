@@ -28,6 +28,10 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
         public var configText: String? = nil
         /// Seconds between attempts to reopen a lost device.
         public var reopenInterval: Double = 2.0
+        /// Seconds to wait for the device to open (and, at most 2, for the capture thread to stop): a driver
+        /// blocked in open or read (a stalled plugin, a pipe with no writer) cannot hold the
+        /// program hostage.
+        public var blockedTimeout: Double = 5.0
         public init(device: String) { self.device = device }
     }
 
@@ -78,17 +82,28 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
         t.stackSize = 1 << 20
         thread = t
         t.start()
-        opened.wait()
+        guard opened.wait(timeout: .now() + configuration.blockedTimeout) == .success else {
+            running.store(false, ordering: .releasing)
+            abandoned = true
+            thread = nil
+            throw AudioInputError.deviceFailed(device: configuration.device, detail: String(
+                format: "it did not open within %.0f s (its driver is blocked: a stalled sound server, or a file plugin reading a pipe nobody writes)",
+                configuration.blockedTimeout))
+        }
         if let error = openResult {
             done.wait()
             throw error
         }
     }
 
+    /// True when the capture thread is stuck in the driver and was left behind by `start` or
+    /// `stop`: it still holds the ring, which must then outlive this object (it is leaked).
+    public private(set) var abandoned = false
+
     public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) || thread != nil else { return }
         if thread != nil {
-            done.wait()
+            if done.wait(timeout: .now() + min(2, configuration.blockedTimeout)) != .success { abandoned = true }
             thread = nil
         }
     }
@@ -237,11 +252,14 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
                 guard rc >= 0 else { snd_config_delete(cfg); throw .deviceFailed(device: name, detail: "invalid ALSA configuration text (\(Self.errorText(rc)))") }
                 localConfig = cfg
             }
-            rc = snd_pcm_open_lconf(&handle, name, SND_PCM_STREAM_CAPTURE, 0, localConfig)
+            rc = snd_pcm_open_lconf(&handle, name, SND_PCM_STREAM_CAPTURE, SND_PCM_NONBLOCK, localConfig)
         } else {
-            rc = snd_pcm_open(&handle, name, SND_PCM_STREAM_CAPTURE, 0)
+            rc = snd_pcm_open(&handle, name, SND_PCM_STREAM_CAPTURE, SND_PCM_NONBLOCK)
         }
         guard rc >= 0, let handle else { throw Self.openError(rc, device: name, hasLocalConfig: configuration.configText != nil) }
+        // Opened without blocking (a busy device answers EBUSY at once instead of waiting for the
+        // other program); reads block, one period at a time.
+        snd_pcm_nonblock(handle, 0)
         do {
             negotiated = try Self.configure(handle, device: name, wantPeriod: configuration.periodFrames, periods: configuration.periods)
         } catch {
@@ -343,6 +361,10 @@ public final class ALSACapture: AudioSource, @unchecked Sendable {
         if rc == -ENOENT || rc == -ENODEV || rc == -ENXIO {
             if !hasLocalConfig && !ALSADevices.hasSoundCard() && ALSADevices.isCardDevice(device) {
                 return .noSoundCard
+            }
+            // A name ALSA lists (from the configuration) whose card or file is absent.
+            if !hasLocalConfig && ALSADevices.list().pcms.contains(where: { $0.name == device }) {
+                return .deviceFailed(device: device, detail: "it is defined, but its sound card or file is missing (\(errorText(rc))); is it plugged in?")
             }
             return .unknownDevice(device)
         }

@@ -40,7 +40,7 @@ public final class VideoRecorder {
     }
 
     /// The temporary file ffmpeg writes before it is renamed to `path`.
-    static func partialPath(_ path: String) -> String { (path as NSString).deletingPathExtension + ".part.mp4" }
+    public static func partialPath(_ path: String) -> String { (path as NSString).deletingPathExtension + ".part.mp4" }
 
     /// Checks that `path` can be written (before any work starts): not a directory, device or
     /// the input recording, in a folder that accepts the temporary file.

@@ -135,8 +135,19 @@ public final class Window {
 
     public func toggleFullscreen() {
         isFullscreen.toggle()
-        SDL_SetWindowFullscreen(window, isFullscreen ? SDL_WINDOW_FULLSCREEN_DESKTOP.rawValue : 0)
+        if isFullscreen {
+            var w: Int32 = 0, h: Int32 = 0
+            SDL_GetWindowSize(window, &w, &h)
+            windowedSize = (w, h)
+            SDL_SetWindowFullscreen(window, SDL_WINDOW_FULLSCREEN_DESKTOP.rawValue)
+        } else {
+            SDL_SetWindowFullscreen(window, 0)
+            // Without a window manager SDL restores the size the window was created with, not
+            // the one it had (a resize by other means): set it back explicitly.
+            if let size = windowedSize, size.0 > 0, size.1 > 0 { SDL_SetWindowSize(window, size.0, size.1) }
+        }
     }
+    private var windowedSize: (Int32, Int32)?
 
     /// Drains pending SDL events into display events.
     public func pollEvents() -> [DisplayEvent] {

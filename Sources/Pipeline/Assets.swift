@@ -6,7 +6,9 @@ public enum AssetLocator {
     public static func locate(explicit: String?) -> URL {
         if let explicit { return URL(fileURLWithPath: explicit) }
         if let env = ProcessInfo.processInfo.environment["AVGAS_ASSETS"] { return URL(fileURLWithPath: env) }
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        // The executable's real path (argv[0] is just "avgas-live" when it is found on PATH).
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<6 {
             let candidate = dir.appendingPathComponent("Assets")
             if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("classes.json").path) { return candidate }

@@ -28,10 +28,17 @@ public final class EventsWriter {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw AvgasError("cannot write events to '\(path)': it is a directory; give --events a file name", status: .cannotCreate)
         }
-        let f = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        let f = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o666)
         guard f >= 0 else {
             throw AvgasError("cannot write events to '\(path)': \(String(cString: strerror(errno)))", status: .cannotCreate)
         }
+        // One writer per file: a second run on the same file would interleave and cut lines.
+        // The lock is taken before truncating, so the other run's file is left alone.
+        if flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+            close(f)
+            throw AvgasError("'\(path)' is being written by another avgas-live run; give this run another --events file", status: .cannotCreate)
+        }
+        _ = ftruncate(f, 0)
         fd = f
         ownsDescriptor = true
     }

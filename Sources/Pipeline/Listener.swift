@@ -43,6 +43,10 @@ public final class SceneListener {
         let weights = assets.appendingPathComponent("models/yamnet.safetensors").path
         let labelsPath = assets.appendingPathComponent("models/yamnet_classes.txt").path
         let classesPath = assets.appendingPathComponent("classes.json")
+        guard FileManager.default.fileExists(atPath: weights) else {
+            throw AvgasError("model weights '\(weights)' not found; point --assets (or $AVGAS_ASSETS) at the folder holding models/ and classes.json",
+                             status: .config)
+        }
         do {
             yamnet = try YAMNet(path: weights)
         } catch {

@@ -253,7 +253,11 @@ public final class Runner {
         }
     }
 
-    deinit { ringStorage.deallocate() }
+    deinit {
+        // A capture thread left blocked in its driver still holds the ring: leak it rather than
+        // free memory that thread may write to (the process is about to exit).
+        if (source as? ALSACapture)?.abandoned != true { ringStorage.deallocate() }
+    }
 
     static func prepareDirectory(_ dir: String, option: String) throws(AvgasError) {
         do { try OutputPath.makeDirectories(dir) } catch {
@@ -273,7 +277,12 @@ public final class Runner {
             }
             sourceStarted = true
         }
-        defer { source.stop() }
+        defer {
+            source.stop()
+            if let capture = source as? ALSACapture, capture.abandoned, case .device(let name) = config.input {
+                FileHandle.standardError.write(Data("avgas-live: capture device '\(name)' did not stop (blocked in its driver); exiting without it\n".utf8))
+            }
+        }
         if config.isOffline {
             try runOffline()
         } else {
@@ -323,8 +332,19 @@ public final class Runner {
         }
         guard let presenter else { return }
         recordingsMade += 1
-        let path = config.recordPath.map { recordingsMade == 1 ? $0 : ($0 as NSString).deletingPathExtension + "-\(recordingsMade).mp4" }
-            ?? "avgas-recording-\(Int(Date().timeIntervalSince1970)).mp4"
+        // The first take goes to --record's path as asked; later takes (and key R without
+        // --record) get a name no file has yet, so no take replaces another.
+        let path: String
+        if let given = config.recordPath, recordingsMade == 1 {
+            path = given
+        } else {
+            let stem = config.recordPath.map { ($0 as NSString).deletingPathExtension }
+                ?? "\(config.screenshotDirectory)/avgas-recording-\(Int(Date().timeIntervalSince1970))"
+            var n = config.recordPath == nil ? 1 : recordingsMade
+            func name(_ k: Int) -> String { k == 1 ? stem + ".mp4" : stem + "-\(k).mp4" }
+            while FileManager.default.fileExists(atPath: name(n)) || FileManager.default.fileExists(atPath: VideoRecorder.partialPath(name(n))) { n += 1 }
+            path = name(n)
+        }
         do {
             recorder = try VideoRecorder(path: path, width: presenter.framebuffer.width, height: presenter.framebuffer.height, fps: config.fps)
             FileHandle.standardError.write(Data("avgas-live: recording to \(path) (R stops)\n".utf8))
@@ -427,6 +447,8 @@ public final class Runner {
         let frameNanos = UInt64(1e9 / config.fps)
         var next = DispatchTime.now().uptimeNanoseconds
         var reportedLost = false
+        var lastProduced = -1
+        var lastProducedAt = DispatchTime.now().uptimeNanoseconds
         var analysisFinished = false
         while !stopRequested.load(ordering: .relaxed) && !analysisFinished {
             if let window {
@@ -444,16 +466,32 @@ public final class Runner {
                     }
                 }
             }
-            let lost = source.stats.state == .lost
+            // A device can also stall without an error (a driver blocked in a read): no new
+            // samples for 2 s of wall time counts as lost too, until samples flow again.
+            let produced = source.stats.producedSamples.load(ordering: .relaxed) + source.stats.droppedSamples.load(ordering: .relaxed)
+            let now = DispatchTime.now().uptimeNanoseconds
+            if produced != lastProduced { lastProduced = produced; lastProducedAt = now }
+            let stalled = fileSource == nil && now - lastProducedAt > 2_000_000_000
+            let lost = source.stats.state == .lost || stalled
             if lost && !reportedLost, case .device(let name) = config.input {
-                FileHandle.standardError.write(Data("avgas-live: capture device '\(name)' stopped delivering audio; retrying every 2 s\n".utf8))
+                let what = stalled && source.stats.state != .lost ? "has delivered no audio for 2 s; waiting for it"
+                    : "stopped delivering audio; retrying every 2 s"
+                FileHandle.standardError.write(Data("avgas-live: capture device '\(name)' \(what)\n".utf8))
             }
             if !lost && reportedLost {
                 FileHandle.standardError.write(Data("avgas-live: capture resumed\n".utf8))
             }
             reportedLost = lost
             presenter?.status = lost ? "no input: the capture device stopped; retrying" : nil
-            if presenter != nil {
+            if let presenter {
+                // Follow the window's real size even when no resize event comes (fullscreen
+                // toggled in an X session without a window manager).
+                if let window {
+                    let size = window.drawableSize
+                    if size.width > 0, size.height > 0, size != (presenter.framebuffer.width, presenter.framebuffer.height) {
+                        presenter.resize(width: size.width, height: size.height)
+                    }
+                }
                 let scene = scenes.latest()
                 try renderFrame(time: max(scene.time, analyzerTimeEstimate(scene)))
             }

@@ -79,7 +79,7 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Monitor to open the window on (0 is the first).")
     var display: Int = 0
 
-    @Option(name: .long, help: "Window or frame size, WIDTHxHEIGHT.")
+    @Option(name: .long, help: "Window or frame size, WIDTHxHEIGHT (up to 3840x2160).")
     var size: String = "1280x720"
 
     @Option(name: .long, parsing: .unconditional, help: "Stop after this many seconds of stream time (default: until the input ends or you quit).")
@@ -102,7 +102,7 @@ struct AvgasLive: ParsableCommand {
             throw ValidationError("--hop-ms must be a multiple of 10 between 10 and 2000 (got \(hopMs))")
         }
         guard parsedSize != nil else {
-            throw ValidationError("--size must look like 1280x720, each side 64 to 8192 (got '\(size)')")
+            throw ValidationError("--size must look like 1280x720: each side 64 to 4096, at most 3840x2160 pixels in all (got '\(size)')")
         }
         guard (1...16).contains(threads) else { throw ValidationError("--threads must be between 1 and 16 (got \(threads))") }
         guard display >= 0 else { throw ValidationError("--display must be 0 or more (got \(display))") }
@@ -128,7 +128,7 @@ struct AvgasLive: ParsableCommand {
     var parsedSize: (Int, Int)? {
         let parts = size.lowercased().split(separator: "x")
         guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]),
-              (64...8192).contains(w), (64...8192).contains(h) else { return nil }
+              (64...4096).contains(w), (64...4096).contains(h), w * h <= 3840 * 2160 else { return nil }
         return (w, h)
     }
 

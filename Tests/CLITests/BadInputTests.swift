@@ -176,6 +176,23 @@ final class BadInputTests: XCTestCase {
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: mine)), original)
 
+        // One writer per events file: a second run on a file being written is refused and the
+        // first run's lines stay whole.
+        let shared = path("shared.jsonl")
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
+        first.arguments = ["--input", demo, "--headless", "--no-images", "--realtime", "--duration", "4", "--events", shared, "--quiet"]
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        let until = Date().addingTimeInterval(30)
+        while Date() < until, ((try? String(contentsOfFile: shared, encoding: .utf8)) ?? "").isEmpty { usleep(50_000) }
+        try expectError(["--input", demo, "--headless", "--no-images", "--events", shared], status: 73, says: "being written by another avgas-live run")
+        first.waitUntilExit()
+        XCTAssertEqual(first.terminationStatus, 0)
+        let lines = try String(contentsOfFile: shared, encoding: .utf8).split(separator: "\n")
+        XCTAssertGreaterThan(lines.count, 20)
+        for l in lines { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
+
         let frames = path("frames")
         try FileManager.default.createDirectory(atPath: frames, withIntermediateDirectories: true)
         for name in ["frame_000099.png", "notes.txt", "frame_12.png"] {

@@ -69,6 +69,7 @@ final class CLITests: XCTestCase {
             (["--fps=-5"], 64, "--fps must be"),
             (["--hop-ms", "0"], 64, "--hop-ms must be"),
             (["--size", "big"], 64, "--size must look like"),
+            (["--size", "8192x8192"], 64, "--size must look like"),
             (["--bogus"], 64, "Unknown option"),
             (["--input", demo, "--headless", "--assets", dir.path], 78, "yamnet.safetensors"),
         ]

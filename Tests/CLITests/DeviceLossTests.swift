@@ -45,4 +45,76 @@ final class DeviceLossTests: XCTestCase {
         XCTAssertEqual(err.components(separatedBy: "capture resumed").count - 1, 1, err)
         XCTAssertGreaterThan(lineCount(), duringLoss, "no events after the device came back")
     }
+
+    /// A device defined by a `file` plugin reading a pipe: the driver blocks in open (nobody
+    /// writes the pipe) or in a read (the writer stalls). Neither may hold the program hostage.
+    func fifoDevice(_ name: String) throws -> (home: URL, fifo: String) {
+        let home = TestPaths.makeTempDir("avgas-\(name)")
+        let fifo = home.appendingPathComponent("\(name).raw").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        try """
+        pcm.\(name) {
+            type file
+            slave.pcm "null"
+            file "/dev/null"
+            infile "\(fifo)"
+            format "raw"
+        }
+        """.write(to: home.appendingPathComponent(".asoundrc"), atomically: true, encoding: .utf8)
+        return (home, fifo)
+    }
+
+    func testDeviceBlockedInOpenGivesOneLine() throws {
+        let (home, _) = try fifoDevice("nowriter")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let t0 = Date()
+        let r = try Binary.run("avgas-live", ["--device", "nowriter", "--headless", "--no-images"],
+                               environment: ["HOME": home.path], timeout: 60)
+        XCTAssertEqual(r.status, 69, r.stderr)
+        XCTAssertEqual(r.stderrLines.count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("did not open within"), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 20)
+    }
+
+    func testStalledDeviceIsReportedAndSIGINTStillQuits() throws {
+        let (home, fifo) = try fifoDevice("stallcap")
+        defer { try? FileManager.default.removeItem(at: home) }
+        // The writer: 1.5 s of tone at real speed, then silence on the wire (the pipe stays open).
+        let release = DispatchSemaphore(value: 0)
+        let writerDone = DispatchSemaphore(value: 0)
+        Thread {
+            let fd = open(fifo, O_WRONLY)
+            let block = (0..<1600).map { Float(sin(Double($0) * 0.17)) * 0.3 }
+            for _ in 0..<15 {
+                _ = block.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, $0.count) }
+                usleep(100_000)
+            }
+            release.wait()
+            close(fd)
+            writerDone.signal()
+        }.start()
+        let errFile = home.appendingPathComponent("stderr.txt")
+        XCTAssertTrue(FileManager.default.createFile(atPath: errFile.path, contents: nil))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
+        p.arguments = ["--device", "stallcap", "--headless", "--no-images", "--events", home.appendingPathComponent("e.jsonl").path]
+        var env = ProcessInfo.processInfo.environment
+        env["HOME"] = home.path
+        p.environment = env
+        p.standardError = try FileHandle(forWritingTo: errFile)
+        try p.run()
+        func stderrText() -> String { (try? String(contentsOf: errFile, encoding: .utf8)) ?? "" }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !stderrText().contains("has delivered no audio") { usleep(100_000) }
+        XCTAssertTrue(stderrText().contains("capture device 'stallcap' has delivered no audio for 2 s"), stderrText())
+        XCTAssertTrue(p.isRunning)
+        let t0 = Date()
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 8, "SIGINT took too long with the device stalled")
+        XCTAssertEqual(p.terminationStatus, 0, stderrText())
+        XCTAssertTrue(stderrText().contains("did not stop (blocked in its driver)"), stderrText())
+        release.signal()
+        writerDone.wait()
+    }
 }
