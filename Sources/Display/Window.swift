@@ -82,6 +82,7 @@ public final class Window {
         }
         window = w
         isFullscreen = fullscreen
+        if videoDriver == "x11" { _ = avgas_install_display_lost_handler(windowDisplayLost, 69) }
         let rflags: UInt32 = softwareRenderer ? SDL_RENDERER_SOFTWARE.rawValue : 0
         renderer = SDL_CreateRenderer(w, -1, rflags) ?? SDL_CreateRenderer(w, -1, SDL_RENDERER_SOFTWARE.rawValue)
         guard renderer != nil else {
@@ -177,4 +178,12 @@ public final class Window {
         }
         return out
     }
+}
+
+/// Called from Xlib's I/O error handler when the X server goes away (see the CSDL2 shim): the
+/// process ends right after with status 69, so the hook finalises outputs and says what happened.
+nonisolated(unsafe) public var displayLostHook: (() -> Void)?
+
+private func windowDisplayLost() {
+    displayLostHook?()
 }

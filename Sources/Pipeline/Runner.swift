@@ -217,6 +217,7 @@ public final class Runner {
         analyzer = Analyzer(hopMilliseconds: config.hopMilliseconds, listener: listener,
                             spectrogram: spectrogram, scenes: scenes, events: events)
         if let dir = config.framesDirectory { Self.removeEarlierFrames(in: dir) }
+        if window != nil { displayLostHook = { [weak self] in self?.displayLost() } }
     }
 
     /// Frame files are named `frame_NNNNNN.png` (six digits).
@@ -300,6 +301,20 @@ public final class Runner {
         s.xruns = source.stats.xruns.load(ordering: .relaxed)
         if let f = fileSource, let failure = f.failure { throw AvgasError(failure) }
         return s
+    }
+
+    /// The X server went away (Xlib's I/O error handler; the process ends with 69 right after):
+    /// finalise the video and the contact sheet, and say so in one line.
+    private func displayLost() {
+        var saved = ""
+        if let recorder {
+            self.recorder = nil
+            if (try? recorder.finish()) == true { saved = "; the video so far is in \(recorder.path)" }
+        }
+        if let sheet = contactSheet, let path = config.contactSheetPath, let presenter {
+            try? sheet.write(to: path, text: presenter.renderer.text)
+        }
+        FileHandle.standardError.write(Data("avgas-live: error: the display went away (the X server closed the connection)\(saved)\n".utf8))
     }
 
     /// Finalises the video and writes the contact sheet (also after SIGINT/SIGTERM).

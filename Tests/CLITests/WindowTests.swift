@@ -79,4 +79,50 @@ final class WindowTests: XCTestCase {
         for y in 40..<140 { for x in 972..<1080 { colours.insert(px(x, y)) } }
         XCTAssertGreaterThan(colours.count, 100)
     }
+
+    /// The X server goes away while a window records: Xlib's own exit (status 1, two lines of
+    /// its own, the video left as a .part file) is replaced by one line, status 69, and the
+    /// video recorded so far finalised and playable at its path.
+    func testDisplayGoingAwayKeepsTheRecording() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/Xvfb"), VideoRecorder.ffmpegPath() != nil else {
+            throw XCTSkip("Xvfb or ffmpeg missing (make test installs them)")
+        }
+        let dir = TestPaths.makeTempDir("avgas-xgone")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let display = ":\(200 + Int(getpid() % 500))"
+        let xvfb = Process()
+        xvfb.executableURL = URL(fileURLWithPath: "/usr/bin/Xvfb")
+        xvfb.arguments = [display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"]
+        xvfb.standardError = FileHandle.nullDevice
+        try xvfb.run()
+        defer { if xvfb.isRunning { xvfb.terminate() } }
+        usleep(1_000_000)
+        let video = dir.appendingPathComponent("show.mp4").path
+        let errFile = dir.appendingPathComponent("stderr.txt")
+        XCTAssertTrue(FileManager.default.createFile(atPath: errFile.path, contents: nil))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binary.path("avgas-live"))
+        p.arguments = ["--input", TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path,
+                       "--record", video, "--size", "640x360", "--no-images", "--quiet"]
+        var env = ProcessInfo.processInfo.environment
+        env["DISPLAY"] = display
+        env.removeValue(forKey: "SDL_VIDEODRIVER")
+        p.environment = env
+        p.standardError = try FileHandle(forWritingTo: errFile)
+        try p.run()
+        usleep(3_000_000)
+        XCTAssertTrue(p.isRunning)
+        xvfb.terminate()
+        xvfb.waitUntilExit()
+        let deadline = Date().addingTimeInterval(30)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate() }
+        p.waitUntilExit()
+        let err = (try? String(contentsOf: errFile, encoding: .utf8)) ?? ""
+        XCTAssertEqual(p.terminationStatus, 69, err)
+        XCTAssertEqual(err.split(separator: "\n").count, 1, err)
+        XCTAssertTrue(err.contains("the display went away") && err.contains(video), err)
+        XCTAssertNotNil(try OutputTests.probeFrames(video), "the video is not playable")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("show.part.mp4").path))
+    }
 }
