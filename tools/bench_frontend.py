@@ -14,9 +14,12 @@ import os
 import sys
 import time
 
-import numpy as np
-import scipy.fft
-import soundfile as sf
+# One thread, like the Swift side (the mel matmul would otherwise use OpenBLAS's pool).
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+import numpy as np  # noqa: E402
+import scipy.fft  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import frontend  # noqa: E402

@@ -26,10 +26,10 @@ struct BackboneBench: ParsableCommand {
     @Option(help: "Python with onnxruntime installed. Default: .venv/bin/python.")
     var python = ".venv/bin/python"
 
-    @Option(help: "Timed forward passes per configuration. Default: 300.")
+    @Option(parsing: .unconditional, help: "Timed forward passes per configuration. Default: 300.")
     var iterations = 300
 
-    @Option(help: "Untimed passes before timing. Default: 30.")
+    @Option(parsing: .unconditional, help: "Untimed passes before timing. Default: 30.")
     var warmup = 30
 
     @Option(parsing: .upToNextOption, help: "Thread counts to measure. Default: 1 2.")
@@ -47,11 +47,13 @@ struct BackboneBench: ParsableCommand {
     @Flag(help: "Choose each layer's kernel by timing at load (default: the program's deterministic size rule).")
     var measureKernels = false
 
-    @Option(help: "Also time batched forwards of this many patches (offline analysis batches; 1: off). Default: 4.")
+    @Option(parsing: .unconditional, help: "Also time batched forwards of this many patches (offline analysis batches; 1: off). Default: 4.")
     var batch = 4
 
     func validate() throws {
         guard (1...256).contains(batch) else { throw ValidationError("--batch takes 1 to 256 patches.") }
+        try requireFile(weights, option: "--weights")
+        if fixture != "Tests/ListeningTests/Fixtures/yamnet_golden.safetensors" { try requireFile(fixture, option: "--fixture") }
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive and --warmup non-negative.") }
         guard !threads.isEmpty, threads.allSatisfy({ (1...64).contains($0) }) else {
             throw ValidationError("--threads takes counts between 1 and 64, e.g. --threads 1 2.")
@@ -73,6 +75,7 @@ struct BackboneBench: ParsableCommand {
     }
 
     func run() throws {
+        printMachine()
         let net: YAMNet
         do { net = try YAMNet(path: weights, kernels: measureKernels ? .measure : .standard) } catch {
             throw ValidationError("\(error) (run `make models`).")

@@ -24,8 +24,16 @@ struct ListeningBench: ParsableCommand {
     var assets = "Assets"
     @Option(help: "Audio for the speed measurement.")
     var wav = "Assets/demo/soundscape.wav"
-    @Option(help: "Analysis hop in milliseconds.")
+    @Option(parsing: .unconditional, help: "Analysis hop in milliseconds (a multiple of 10, 10 to 2000).")
     var hopMs = 100
+
+    func validate() throws {
+        guard (10...2000).contains(hopMs), hopMs % 10 == 0 else {
+            throw ValidationError("--hop-ms must be a multiple of 10 between 10 and 2000 (got \(hopMs))")
+        }
+        try requireFile(wav, option: "--wav")
+        try requireFile(URL(fileURLWithPath: clips).appendingPathComponent("clips.json").path, option: "--clips (its clips.json)")
+    }
     @Option(help: "Presence sources to measure, comma-separated (head = the default, with the onset path; head-no-onset; yamnet; the first one is also timed).")
     var presence = "head,head-no-onset,yamnet"
 

@@ -17,11 +17,18 @@ struct LiveBench: ParsableCommand {
     @Option(help: "Assets folder.") var assets = "Assets"
     @Option(help: "Audio to analyse.") var wav = "Assets/demo/soundscape.wav"
     @Option(help: "Python with torch (the project's venv), for the PyTorch generator timing.") var python = ".venv/bin/python"
-    @Option(help: "Frames timed per configuration.") var frames = 90
+    @Option(parsing: .unconditional, help: "Frames timed per configuration (1 to 100000).") var frames = 90
     @Option(help: "Frame size, WIDTHxHEIGHT.") var size = "1280x720"
     @Flag(help: "Only the generator: per-op timings of the denoiser and decoder (medians), the step beside PyTorch, then exit.")
     var ops = false
-    @Option(help: "Repeats for the per-op and step medians (--ops).") var repeats = 60
+    @Option(parsing: .unconditional, help: "Repeats for the per-op and step medians (--ops), 1 to 100000.") var repeats = 60
+
+    func validate() throws {
+        guard (1...100_000).contains(frames) else { throw ValidationError("--frames takes 1 to 100000 (got \(frames))") }
+        guard (1...100_000).contains(repeats) else { throw ValidationError("--repeats takes 1 to 100000 (got \(repeats))") }
+        _ = try parseSize(size)
+        try requireFile(wav, option: "--wav")
+    }
 
     func cpuSeconds() -> Double {
         var u = rusage()
@@ -89,8 +96,7 @@ struct LiveBench: ParsableCommand {
     func run() throws {
         printMachine()
         NeuralNetRuntime.setThreads(1)
-        let parts = size.split(separator: "x").compactMap { Int($0) }
-        let (W, H) = parts.count == 2 ? (parts[0], parts[1]) : (1280, 720)
+        let (W, H) = try parseSize(size)
         let root = URL(fileURLWithPath: assets)
         if ops { try generatorOps(root); return }
         let listener = try SceneListener(assets: root, separator: true, presence: .yamnet)

@@ -27,6 +27,25 @@ func printMachine() {
     print("machine: \(cpu) (\(machine)), \(ProcessInfo.processInfo.activeProcessorCount) logical CPUs; OpenBLAS core \(NeuralNetRuntime.coreName)")
 }
 
+/// Refuses a missing input file with one line naming the option (instead of the program's
+/// `--input` wording, or a Foundation error dump).
+func requireFile(_ path: String, option: String) throws {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+        throw ValidationError("\(option) '\(path)' is not a file")
+    }
+}
+
+/// Checks a WIDTHxHEIGHT size as avgas-live does (each side 64 to 4096, at most 3840x2160 pixels).
+func parseSize(_ text: String) throws -> (Int, Int) {
+    let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+    guard parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]), (64...4096).contains(w), (64...4096).contains(h),
+          w * h <= 3840 * 2160 else {
+        throw ValidationError("--size must look like 1280x720: each side 64 to 4096, at most 3840x2160 pixels in all (got '\(text)')")
+    }
+    return (w, h)
+}
+
 /// Runs a helper script in the project's Python and decodes its one-line JSON output.
 func runPython(_ python: String, _ args: [String]) -> [String: Any]? {
     let p = Process()
@@ -50,8 +69,13 @@ struct FrontendBench: ParsableCommand {
     var wav = "Assets/demo/soundscape.wav"
     @Option(help: "Python with numpy/scipy (the project's venv).")
     var python = ".venv/bin/python"
-    @Option(help: "Timed repetitions (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed repetitions (the median is reported), 1 to 1000.")
     var repetitions = 9
+
+    func validate() throws {
+        guard (1...1000).contains(repetitions) else { throw ValidationError("--repetitions takes 1 to 1000 (got \(repetitions))") }
+        try requireFile(wav, option: "--wav")
+    }
 
     func run() throws {
         printMachine()
@@ -76,7 +100,7 @@ struct FrontendBench: ParsableCommand {
         times.sort()
         let swiftMedian = times[times.count / 2]
         print("")
-        print("Log-mel front end on \(String(format: "%.1f", seconds)) s of audio (\(wav)), one thread")
+        print("Log-mel front end on \(String(format: "%.1f", seconds)) s of audio (\(wav)), one thread each")
         print("| implementation | median time | x real time | vs Swift |")
         print("| --- | ---: | ---: | ---: |")
         print(String(format: "| Swift (FFTW, streaming 10 ms periods) | %.2f ms | %.0fx | 1.00 |", swiftMedian * 1000, seconds / swiftMedian))
@@ -87,7 +111,9 @@ struct FrontendBench: ParsableCommand {
            let results = json["results"] as? [[String: Any]] {
             for r in results {
                 let med = r["median_s"] as? Double ?? .nan
-                print(String(format: "| %@ | %.2f ms | %.0fx | %.2fx slower |", (r["impl"] as? String ?? "?"), med * 1000, seconds / med, med / swiftMedian))
+                let ratio = med / swiftMedian
+                print(String(format: "| %@ | %.2f ms | %.0fx | %.2fx (%@) |", (r["impl"] as? String ?? "?"), med * 1000, seconds / med, ratio,
+                             ratio >= 1 ? "slower than Swift" : "faster than Swift"))
             }
         } else {
             print("| numpy/scipy | (not run: \(python) or tools/bench_frontend.py unavailable) | | |")
@@ -101,9 +127,7 @@ struct AllBench: ParsableCommand {
     var python = ".venv/bin/python"
 
     func run() throws {
-        var f = FrontendBench()
-        f.python = python
-        try f.run()
+        try FrontendBench.parse(["--python", python]).run()
         print("")
         let b = try BackboneBench.parse(["--python", python])
         try b.run()
