@@ -205,21 +205,14 @@ struct BackboneBench: ParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw OrtFailure(description: "no Python at \(python) (run `make pyenv` or pass --python)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = ["tools/bench_onnxruntime.py", "--onnx", onnx,
-                             "--threads", threads.map(String.init).joined(separator: ","),
-                             "--iterations", String(iterations), "--warmup", String(warmup)]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw OrtFailure(description: "tools/bench_onnxruntime.py exited with \(process.terminationStatus): "
-                             + (errText.split(separator: "\n").last.map(String.init) ?? ""))
+        let args = ["tools/bench_onnxruntime.py", "--onnx", onnx,
+                    "--threads", threads.map(String.init).joined(separator: ","),
+                    "--iterations", String(iterations), "--warmup", String(warmup)]
+        guard let (status, data) = spawnCapturing(python, args) else {
+            throw OrtFailure(description: "cannot start \(python)")
+        }
+        guard status == 0 else {
+            throw OrtFailure(description: "tools/bench_onnxruntime.py exited with \(status) (its message is above)")
         }
         do { return try JSONDecoder().decode(OrtReport.self, from: data) } catch {
             throw OrtFailure(description: "tools/bench_onnxruntime.py printed no valid JSON: \(error)")

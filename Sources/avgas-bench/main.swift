@@ -46,18 +46,42 @@ func parseSize(_ text: String) throws -> (Int, Int) {
     return (w, h)
 }
 
+/// Runs `executable` with `args`, its standard error inherited; returns its exit status and
+/// standard output. Spawned with posix_spawn and a pipe, not Foundation's Process (one
+/// `avgas-bench all` run aborted with "double free or corruption" right after a Process launch).
+func spawnCapturing(_ executable: String, _ args: [String]) -> (status: Int32, stdout: Data)? {
+    guard FileManager.default.isExecutableFile(atPath: executable) else { return nil }
+    var fds: [Int32] = [0, 0]
+    guard pipe(&fds) == 0 else { return nil }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+    posix_spawn_file_actions_addclose(&actions, fds[0])
+    let cargs = ([executable] + args).map { strdup($0) } + [nil]
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, executable, &actions, nil, cargs, environ)
+    cargs.forEach { free($0) }
+    posix_spawn_file_actions_destroy(&actions)
+    close(fds[1])
+    guard rc == 0 else { close(fds[0]); return nil }
+    var data = Data()
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fds[0], $0.baseAddress!, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        data.append(contentsOf: buf[0..<n])
+    }
+    close(fds[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), data)
+}
+
 /// Runs a helper script in the project's Python and decodes its one-line JSON output.
 func runPython(_ python: String, _ args: [String]) -> [String: Any]? {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    guard (try? p.run()) != nil else { return nil }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { return nil }
-    return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    guard let r = spawnCapturing(python, args), r.status == 0 else { return nil }
+    return try? JSONSerialization.jsonObject(with: r.stdout) as? [String: Any]
 }
 
 struct FrontendBench: ParsableCommand {
