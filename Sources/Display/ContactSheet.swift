@@ -48,9 +48,15 @@ public final class ContactSheet {
             }
         }
         thumbs.append((time, t))
-        if thumbs.count >= maxThumbs {
-            thumbs = stride(from: 0, to: thumbs.count, by: 2).map { thumbs[$0] }
+        // Thin by time, not position: keep the first thumbnail of each new, twice as long
+        // interval (stream time can jump when live analysis skips ahead).
+        while thumbs.count >= maxThumbs {
             interval *= 2
+            var kept: [(time: Double, fb: Framebuffer)] = []
+            for th in thumbs where kept.last.map({ ($0.time / interval).rounded(.down) != (th.time / interval).rounded(.down) }) ?? true {
+                kept.append(th)
+            }
+            thumbs = kept
         }
         nextTime = ((time / interval).rounded(.down) + 1) * interval
     }

@@ -42,7 +42,9 @@ public enum OutputPath {
     /// - the folder must exist and accept a new file: a probe file is created and removed, so
     ///   read-only mounts, /proc and full inode tables are caught as well as permissions.
     /// `probeName` is the name the probe gets in that folder (default: a hidden per-process name).
-    public static func check(_ path: String, input: String? = nil, allowSpecial: Bool = false,
+    /// `inPlace`: the output is written into an existing file as it is (events), not renamed over
+    /// it, so an existing writable file needs nothing from its folder.
+    public static func check(_ path: String, input: String? = nil, allowSpecial: Bool = false, inPlace: Bool = false,
                              probeName: String? = nil) throws(Problem) {
         guard !path.isEmpty else { throw .empty }
         var st = stat()
@@ -54,6 +56,10 @@ public enum OutputPath {
             if type != S_IFREG {
                 if allowSpecial { return }      // writing into an existing pipe or device (e.g. /dev/stdout)
                 throw .notRegularFile
+            }
+            if inPlace {
+                guard access(path, W_OK) == 0 else { throw .cannotCreate(String(cString: strerror(errno))) }
+                return
             }
         }
         let dir = (path as NSString).deletingLastPathComponent

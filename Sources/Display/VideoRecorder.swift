@@ -27,7 +27,10 @@ public final class VideoRecorder {
     public let width: Int
     public let height: Int
     private let partial: String
-    private let log: String
+    /// ffmpeg's standard error: an unlinked temporary file (nothing left behind, whatever ends
+    /// the run), or /dev/null when no temporary file can be made (-1 then: nothing to read).
+    private var logFD: Int32 = -1
+    private var logReadable = false
     private var fd: Int32 = -1
     private var pid: pid_t = 0
     private var scratch: [UInt32] = []
@@ -62,8 +65,16 @@ public final class VideoRecorder {
         self.width = width & ~1
         self.height = height & ~1
         partial = Self.partialPath(path)
-        // ffmpeg's own messages go to a log, read back for our one-line error if it fails.
-        log = FileManager.default.temporaryDirectory.appendingPathComponent("avgas-ffmpeg-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log").path
+        // ffmpeg's own messages go to a log, read back for our one-line error if it fails. It is
+        // opened here (a missing $TMPDIR must not stop the recording) and unlinked at once.
+        let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("avgas-ffmpeg-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).log").path
+        logFD = open(logPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if logFD >= 0 {
+            unlink(logPath)
+            logReadable = true
+        } else {
+            logFD = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        }
         guard let ffmpeg = Self.ffmpegPath() else { throw .ffmpegMissing }
         let args = [ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
                     "-f", "rawvideo", "-pix_fmt", "bgra", "-s", "\(self.width)x\(self.height)",
@@ -75,7 +86,7 @@ public final class VideoRecorder {
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
         posix_spawn_file_actions_addclose(&actions, fds[1])
-        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        if logFD >= 0 { posix_spawn_file_actions_adddup2(&actions, logFD, 2) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
@@ -97,7 +108,7 @@ public final class VideoRecorder {
 
     deinit {
         if fd >= 0 { _ = try? finish() }
-        unlink(log)
+        if logFD >= 0 { close(logFD) }
     }
 
     /// Appends one frame (scaled to the recording size if the window was resized).
@@ -141,7 +152,11 @@ public final class VideoRecorder {
 
     /// ffmpeg's first error line from its log ("No space left on device"...), if any.
     private func ffmpegMessage() -> String? {
-        guard let text = try? String(contentsOfFile: log, encoding: .utf8) else { return nil }
+        guard logReadable else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        let n = bytes.withUnsafeMutableBytes { pread(logFD, $0.baseAddress!, $0.count, 0) }
+        guard n > 0 else { return nil }
+        let text = String(decoding: bytes[0..<n], as: UTF8.self)
         let line = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
             .first { !$0.isEmpty && !$0.hasPrefix("Last message repeated") }
         return line.map { "ffmpeg: " + String($0.prefix(200)) }

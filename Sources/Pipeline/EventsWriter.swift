@@ -10,6 +10,8 @@ import Foundation
 public final class EventsWriter {
     private let fd: Int32
     private let ownsDescriptor: Bool
+    /// A regular file (ours or a redirected standard output): a cut line can be truncated away.
+    private let truncatable: Bool
     public let path: String
     private var failed = false
     /// Bytes of complete lines written so far (where a failed write is truncated back to).
@@ -22,6 +24,8 @@ public final class EventsWriter {
         if path == "-" {
             fd = STDOUT_FILENO
             ownsDescriptor = false
+            truncatable = Self.isRegularFile(fd)
+            complete = truncatable ? max(0, lseek(fd, 0, SEEK_CUR)) : 0
             return
         }
         var isDir: ObjCBool = false
@@ -32,15 +36,23 @@ public final class EventsWriter {
         guard f >= 0 else {
             throw AvgasError("cannot write events to '\(path)': \(String(cString: strerror(errno)))", status: .cannotCreate)
         }
-        // One writer per file: a second run on the same file would interleave and cut lines.
-        // The lock is taken before truncating, so the other run's file is left alone.
-        if flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+        // One writer per regular file: a second run on the same file would interleave and cut
+        // lines. The lock is taken before truncating, so the other run's file is left alone.
+        // (Pipes and devices such as /dev/null or a shared terminal are not locked.)
+        let regular = Self.isRegularFile(f)
+        if regular && flock(f, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
             close(f)
             throw AvgasError("'\(path)' is being written by another avgas-live run; give this run another --events file", status: .cannotCreate)
         }
-        _ = ftruncate(f, 0)
+        if regular { _ = ftruncate(f, 0) }
         fd = f
         ownsDescriptor = true
+        truncatable = regular
+    }
+
+    static func isRegularFile(_ fd: Int32) -> Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     deinit { if ownsDescriptor { close(fd) } }
@@ -91,7 +103,7 @@ public final class EventsWriter {
         }
         if err != 0 {
             failed = true
-            if ownsDescriptor { _ = ftruncate(fd, complete) }
+            if truncatable { _ = ftruncate(fd, complete) }
             let target = ownsDescriptor ? "'\(path)'" : "standard output"
             throw AvgasError("writing events to \(target) failed: \(String(cString: strerror(err))); the lines before are complete",
                              status: .ioError)

@@ -138,7 +138,7 @@ public final class Runner {
         }
         if let sheet = config.contactSheetPath { try Self.checkFileDestination(sheet, option: "--contact-sheet", input: inputPath) }
         if let ev = config.eventsPath, ev != "-" {
-            try Self.checkFileDestination(ev, option: "--events", input: inputPath, allowSpecial: true)
+            try Self.checkFileDestination(ev, option: "--events", input: inputPath, allowSpecial: true, inPlace: true)
         }
         contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
         showOverlay = config.overlay
@@ -245,8 +245,8 @@ public final class Runner {
     }
 
     static func checkFileDestination(_ path: String, option: String, input: String? = nil,
-                                     allowSpecial: Bool = false) throws(AvgasError) {
-        do { try OutputPath.check(path, input: input, allowSpecial: allowSpecial) } catch {
+                                     allowSpecial: Bool = false, inPlace: Bool = false) throws(AvgasError) {
+        do { try OutputPath.check(path, input: input, allowSpecial: allowSpecial, inPlace: inPlace) } catch {
             if case .cannotCreate(let why) = error {
                 throw AvgasError("cannot write \(option) '\(path)': \(why)", status: .cannotCreate)
             }
@@ -255,8 +255,10 @@ public final class Runner {
     }
 
     deinit {
+        // The producer must be stopped before its ring goes (a Runner dropped without run()).
         // A capture thread left blocked in its driver still holds the ring: leak it rather than
         // free memory that thread may write to (the process is about to exit).
+        source.stop()
         if (source as? ALSACapture)?.abandoned != true { ringStorage.deallocate() }
     }
 
@@ -497,7 +499,8 @@ public final class Runner {
                 FileHandle.standardError.write(Data("avgas-live: capture resumed\n".utf8))
             }
             reportedLost = lost
-            presenter?.status = lost ? "no input: the capture device stopped; retrying" : nil
+            presenter?.status = !lost ? nil : source.stats.state == .lost ? "no input: the capture device stopped; retrying"
+                : "no input: the capture device delivers no audio; waiting for it"
             if let presenter {
                 // Follow the window's real size even when no resize event comes (fullscreen
                 // toggled in an X session without a window manager).

@@ -191,6 +191,12 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(first.terminationStatus, 0)
         let lines = try String(contentsOfFile: shared, encoding: .utf8).split(separator: "\n")
         XCTAssertGreaterThan(lines.count, 20)
+        // Pipes and devices are not locked: /dev/null locked by someone else is still fine.
+        let devnull = open("/dev/null", O_WRONLY)
+        XCTAssertEqual(flock(devnull, LOCK_EX), 0)
+        let r0 = try Binary.run("avgas-live", ["--input", demo, "--headless", "--no-images", "--duration", "2", "--events", "/dev/null", "--quiet"])
+        XCTAssertEqual(r0.status, 0, r0.stderr)
+        close(devnull)
         for l in lines { XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(l.utf8)), String(l)) }
 
         let frames = path("frames")

@@ -90,4 +90,14 @@ final class OutputPathTests: XCTestCase {
         for k in 0..<30 where short.wants(Double(k)) { short.add(fb, time: Double(k)) }
         XCTAssertEqual(short.count, 30)                  // a short run: one per second, as before
     }
+
+    /// Thinning keeps one thumbnail per doubled interval of stream time, also when the times
+    /// jump (live analysis skipping ahead), not every other one by position.
+    func testContactSheetThinsByTime() {
+        let sheet = ContactSheet(thumbWidth: 16, maxThumbs: 8)
+        let fb = Framebuffer(width: 64, height: 36)
+        for t in [0.0, 1, 2, 3, 5, 6, 7, 9] where sheet.wants(t) { sheet.add(fb, time: t) }
+        XCTAssertEqual(sheet.interval, 2)
+        XCTAssertEqual(sheet.times, [0, 2, 5, 6, 9])     // one per 2-s bucket: [0,2) [2,4) [4,6) [6,8) [8,10)
+    }
 }

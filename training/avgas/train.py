@@ -214,11 +214,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only", choices=["separator", "ablation"], default=None)
-    ap.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    ap.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints (default 200, at least 1)")
     ap.add_argument("--export-to", default=None,
                     help="folder for the exported safetensors (default: Assets/models when --data is 'data', "
                          "else <data>/features/export, so a trial on other data never replaces the shipped models)")
     a = ap.parse_args(argv)
+    if a.ckpt_every < 1:
+        ap.error("--ckpt-every must be at least 1")
     torch.set_num_threads(a.threads)
     from . import export
     feat_dir = Path(a.data) / "features"
