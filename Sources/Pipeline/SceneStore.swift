@@ -31,10 +31,37 @@ public struct Scene: Sendable {
     public init() {}
 }
 
+/// A value guarded by a pthread mutex. Used instead of `Synchronization.Mutex` for the stores
+/// shared by the analysis and render threads: on Linux `Mutex` locks with futex calls inside the
+/// uninstrumented standard library, so ThreadSanitizer cannot see its ordering and reported the
+/// correctly locked spectrogram copy as a race (tenth session); pthread locks it intercepts.
+/// Thread-safety rule: `value` is touched only inside `withLock`.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}
+
 /// The latest scene, swapped under a lock held only for the copy. Analysis writes, render reads;
 /// the render loop never waits for analysis beyond that copy.
 public final class SceneStore: Sendable {
-    private let scene = Mutex(Scene())
+    private let scene = Locked(Scene())
     public init() {}
     public func publish(_ s: Scene) { scene.withLock { $0 = s } }
     public func latest() -> Scene { scene.withLock { $0 } }
@@ -49,12 +76,12 @@ public final class SpectrogramStore: Sendable {
     }
     public let capacity: Int
     public let bands: Int
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(capacity: Int = 1024, bands: Int = 64) {
         self.capacity = capacity
         self.bands = bands
-        state = Mutex(State(frames: [Float](repeating: -13.8, count: capacity * bands)))
+        state = Locked(State(frames: [Float](repeating: -13.8, count: capacity * bands)))
     }
 
     /// Appends one frame of `bands` values.
