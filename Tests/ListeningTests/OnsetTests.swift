@@ -164,4 +164,62 @@ final class OnsetTests: XCTestCase {
         XCTAssertFalse([Float(1)].withUnsafeBufferPointer { u.fastOnly(fast: $0, time: 0.5) })
         XCTAssertFalse(u.isActive(0))
     }
+
+    /// The floor follows the level down at once: a stream that starts loud (the floor set high by
+    /// the first frames) still detects an onset out of the quiet that follows.
+    func testFloorFollowsTheLevelDownAfterALoudStart() {
+        var d = OnsetDetector()
+        // 20 loud frames (no onset: the first frame sets the floor), 50 quiet, then a source.
+        let out = push(Array(repeating: -20, count: 20) + Array(repeating: -60, count: 50) + Array(repeating: -30, count: 10), into: &d)
+        XCTAssertNil(out[69], "a loud start is no onset")
+        XCTAssertEqual(out[70], 70, "the source after the quiet is an onset")
+    }
+
+    /// Re-arming needs `rearmFrames` CONSECUTIVE quiet frames: a loud frame restarts the count.
+    func testRearmCountRestartsOnALoudFrame() {
+        var d = OnsetDetector()
+        // Onset at 10; then 20 quiet, 1 loud, 20 quiet (40 quiet in all, never 30 in a row), then loud.
+        let levels = Array(repeating: -60.0, count: 10) + Array(repeating: -30, count: 10) + Array(repeating: -60, count: 20)
+            + [-30] + Array(repeating: -60, count: 20) + Array(repeating: -30, count: 5)
+        let out = push(levels, into: &d)
+        XCTAssertEqual(out.last!, 10, "not re-armed: no new onset")
+    }
+
+    /// `reset` re-arms the detector: after a gap in the audio the next source is an onset at once,
+    /// without first waiting for `rearmFrames` quiet frames.
+    func testResetRearms() {
+        var d = OnsetDetector()
+        _ = push(Array(repeating: -60, count: 10) + Array(repeating: -30, count: 10), into: &d)
+        XCTAssertEqual(d.lastOnset, 10)
+        d.reset()
+        let out = push(Array(repeating: -60, count: 5) + Array(repeating: -30, count: 3), into: &d)
+        XCTAssertEqual(out[5], 5)
+    }
+
+    /// Mirrored fill with an EVEN number of copies (here 2): the newest copy is still forward and
+    /// the one before it reversed (presence_onset.py: 5 frames into 8 -> [2 1 0 | 0 1 2 3 4]).
+    /// With the default 96-frame patch this is every segment of 24 to 31 (4 copies) or 48 to 95 frames (2 copies).
+    func testMirroredFillWithAnEvenNumberOfCopies() {
+        let bands = 2, n = 5, frames = 8
+        let segment = (0..<(n * bands)).map { Float($0 / bands) }
+        var patch = [Float](repeating: -1, count: frames * bands)
+        segment.withUnsafeBufferPointer { s in
+            patch.withUnsafeMutableBufferPointer {
+                OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
+                                   patchFrames: frames, mirrored: true)
+            }
+        }
+        XCTAssertEqual((0..<frames).map { patch[$0 * bands] }, [2, 1, 0, 0, 1, 2, 3, 4])
+        // The default patch: a 60-frame segment gives 2 copies, the newest forward, ending with frame 59.
+        let m = 60, p = 96
+        let seg = (0..<m).map { Float($0) }
+        var big = [Float](repeating: -1, count: p)
+        seg.withUnsafeBufferPointer { s in
+            big.withUnsafeMutableBufferPointer {
+                OnsetDetector.fill(segment: s.baseAddress!, count: m, bands: 1, into: $0.baseAddress!, patchFrames: p, mirrored: true)
+            }
+        }
+        XCTAssertEqual(Array(big[(p - m)...]), seg, "the newest copy is forward")
+        XCTAssertEqual(Array(big[..<(p - m)]), (0..<(p - m)).reversed().map { Float($0) }, "the copy before it is reversed")
+    }
 }

@@ -78,4 +78,23 @@ final class TrackerTests: XCTestCase {
             }
         }
     }
+
+    /// Time going backwards counts as dt = 0 also WITH smoothing: the smoothed score stays put
+    /// (a negative step would push it away from the score, above 0.5 here).
+    func testTimeGoingBackwardsDoesNotMoveTheSmoothedScore() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0.25, minimumOnTime: 0, holdTime: 0)
+        var t = try ClassTracker(classCount: 1, configuration: c)
+        t.update(scores: [0.4], time: 1.0)
+        t.update(scores: [0], time: 0.9)
+        XCTAssertEqual(t.states[0].smoothed, 0.4, accuracy: 1e-6)
+        XCTAssertFalse(t.isActive(0))
+    }
+
+    func testNegativeOffThresholdIsRefused() {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: -0.1, smoothingTime: 0, minimumOnTime: 0, holdTime: 0)
+        XCTAssertThrowsError(try c.validate()) { error in
+            guard case TrackerError.invalidConfiguration(let d) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(d.contains("off"), d)
+        }
+    }
 }
