@@ -55,4 +55,49 @@ final class SceneComposerTests: XCTestCase {
         XCTAssertEqual(mean, 0, accuracy: 0.03)
         XCTAssertEqual(variance, 1, accuracy: 0.05)
     }
+
+    /// The image is not transposed or mirrored on its way into the scene: an image red on its left
+    /// half and blue on its right, green on top, keeps that layout (square solid images hide this).
+    func testImageKeepsItsOrientation() {
+        let side = 32
+        var rgb = [UInt8]()
+        for y in 0..<side {
+            for x in 0..<side { rgb += y < 4 ? [0, 255, 0] : (x < side / 2 ? [255, 0, 0] : [0, 0, 255]) }
+        }
+        let out = SceneComposer.compose([.init(name: "a", image: GeneratedImage(width: side, height: side, rgb: rgb), score: 1,
+                                               layer: "middle")], width: 100, height: 100)
+        func px(_ x: Int, _ y: Int) -> [UInt8] { Array(out.rgb[((y * 100 + x) * 3)..<((y * 100 + x) * 3 + 3)]) }
+        XCTAssertEqual(px(35, 50), [255, 0, 0], "left of centre is red")
+        XCTAssertEqual(px(65, 50), [0, 0, 255], "right of centre is blue")
+        let top = px(50, 12)   // green, faded towards the grey by the feathered edge
+        XCTAssertGreaterThan(Int(top[1]), Int(top[0]) + 50, "the top rows are green, not red: \(top)")
+    }
+
+    /// The louder class is painted last, over a quieter one in the same place.
+    func testLouderItemIsPaintedOnTop() {
+        // 100 x 200 canvas: both boxes (128 and 112 px) are wider than the canvas, so both are centred.
+        let loud = SceneComposer.Item(name: "loud", image: solid(255, 0, 0), score: 0.9, layer: "middle")
+        let quiet = SceneComposer.Item(name: "quiet", image: solid(0, 0, 255), score: 0.45, layer: "middle")
+        for items in [[loud, quiet], [quiet, loud]] {
+            let out = SceneComposer.compose(items, width: 100, height: 200)
+            let c = (100 * 100 + 50) * 3
+            XCTAssertEqual(Array(out.rgb[c..<(c + 3)]), [255, 0, 0])
+        }
+    }
+
+    /// Box sides: H * BASE[n] * (0.75 + 0.25 score / max score), BASE[2] = 0.64: 128 and 112 px
+    /// on a 200 px high canvas for scores 1 and 0.5 (measured down the middle of each item).
+    func testBoxSidesFollowCountAndScore() {
+        let a = SceneComposer.Item(name: "a", image: solid(255, 0, 0), score: 1.0, layer: "middle")
+        let b = SceneComposer.Item(name: "b", image: solid(0, 0, 255), score: 0.5, layer: "middle")
+        let w = 1000, h = 200
+        let out = SceneComposer.compose([b, a], width: w, height: h)
+        // Placement: a (louder) first, centred at x = 250; b at x = 750.
+        func extent(_ x: Int) -> Int { (0..<h).filter { out.rgb[($0 * w + x) * 3 + 1] != 200 }.count }
+        XCTAssertEqual(Double(extent(250)), 128, accuracy: 3)
+        XCTAssertEqual(Double(extent(750)), 112, accuracy: 3)
+        // One item alone: BASE[1] = 0.92, 184 px.
+        let one = SceneComposer.compose([a], width: w, height: h)
+        XCTAssertEqual(Double((0..<h).filter { one.rgb[($0 * w + 500) * 3 + 1] != 200 }.count), 184, accuracy: 3)
+    }
 }
