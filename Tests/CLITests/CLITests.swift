@@ -68,6 +68,9 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
             (["--fps=-5"], 64, "--fps must be"),
             (["--hop-ms", "0"], 64, "--hop-ms must be"),
+            (["--hop-ms", "15"], 64, "--hop-ms must be"),           // not a multiple of 10 (would silently run at 10 ms)
+            (["--size", "4096x4096"], 64, "--size must look like"), // each side in range, but more than 3840x2160 pixels
+            (["--threads", "17"], 64, "--threads must be"),
             (["--size", "big"], 64, "--size must look like"),
             (["--size", "8192x8192"], 64, "--size must look like"),
             (["--bogus"], 64, "Unknown option"),
