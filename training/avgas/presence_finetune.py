@@ -14,7 +14,8 @@ fold k starts from its cached (T) head (presence_refit.cv_head(k, "T")).
   .venv/bin/python -m training.avgas.presence_finetune windows --fold K --part P --parts 2
   .venv/bin/python -m training.avgas.presence_finetune windows --split val
   .venv/bin/python -m training.avgas.presence_finetune clips            (layer-13 maps of the train clips)
-  .venv/bin/python -m training.avgas.presence_finetune cv               (train the candidates, score the folds)
+  .venv/bin/python -m training.avgas.presence_finetune train --fold K    (both candidates; folds side by side)
+  .venv/bin/python -m training.avgas.presence_finetune cv               (score the folds; trains what is missing)
 """
 from __future__ import annotations
 
@@ -61,18 +62,18 @@ class YamnetL13:
                 np.concatenate(M).astype(np.float32))
 
 
-def layer14_weights():
-    """YAMNet's layer14 (BN folded) from the float ONNX graph: dw [1024,1,3,3], dwb, pw [1024,1024,1,1], pwb."""
-    from onnx import numpy_helper
-    m = pdata.Yamnet.model()
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    out = {}
-    for n in m.graph.node:
-        if n.op_type == "Conv" and n.name.startswith("/model/layer14/"):
-            key = "dw" if "depthwise" in n.name else "pw"
-            out[key], out[key + "b"] = inits[n.input[1]].copy(), inits[n.input[2]].copy()
-    assert out["dw"].shape == (1024, 1, 3, 3) and out["pw"].shape == (1024, 1024, 1, 1), "unexpected layer14"
-    return out
+def layer14_weights(path=None):
+    """YAMNet's layer14 (batch norm folded) as PyTorch wants it: dw [1024,1,3,3], dwb, pw [1024,1024,1,1],
+    pwb, read from the converted weights the Swift engine runs (Assets/models/yamnet.safetensors:
+    depthwise [kh,kw,c], pointwise [cin,cout]; equal to the float ONNX graph's initialisers)."""
+    import sys
+    sys.path.insert(0, str(pres.ROOT / "tools"))
+    import safetensors_io
+    t, _ = safetensors_io.load(str(path or pres.ROOT / "Assets/models/yamnet.safetensors"))
+    dw, pw = t["layers.13.depthwise.weight"], t["layers.13.pointwise.weight"]
+    assert dw.shape == (3, 3, 1024) and pw.shape == (1024, 1024), "unexpected layer14"
+    return dict(dw=np.ascontiguousarray(dw.transpose(2, 0, 1)[:, None]), dwb=t["layers.13.depthwise.bias"].copy(),
+                pw=np.ascontiguousarray(pw.T[:, :, None, None]), pwb=t["layers.13.pointwise.bias"].copy())
 
 
 class Tail(torch.nn.Module):
@@ -168,6 +169,8 @@ def val_reference():
 def cmd_windows(a):
     if a.split == "val":
         build_windows(pdata.split_ids("val"), "val", *VAL_SCENES, a.part, a.parts)
+    elif a.fold < 0:      # all train recordings: the committed head's windows (val confirmation)
+        build_windows(pdata.split_ids("train"), "train", refit.SCENES, refit.SCENE_SEED, a.part, a.parts)
     else:
         ids, _ = fold_reference(a.fold)
         build_windows(ids, f"cv{a.fold}T", refit.SCENES, refit.SCENE_SEED, a.part, a.parts)
@@ -318,6 +321,18 @@ def evaluate(tail, head, ids, flat, memo, split="train"):
                 c.pop("_key", None)
 
 
+def cmd_train(a):
+    """Trains candidate(s) on fold K (two shells can train two folds side by side)."""
+    torch.set_num_threads(a.threads)
+    vmaps, vy = load_windows("val", VAL_SCENES[0], val_reference())
+    ids, ref = fold_reference(a.fold)
+    maps_y = load_windows(f"cv{a.fold}T", refit.SCENES, ref)
+    for c in a.cands:
+        if not tail_path(a.fold, c).exists():
+            info = fold_model(a.fold, c, vmaps.astype(np.float32), vy, maps_y)[2]
+            print(f"fold {a.fold} {c}: {info}", flush=True)
+
+
 def cmd_cv(a):
     from training.avgas import presence_knn as pk
     torch.set_num_threads(a.threads)
@@ -355,23 +370,67 @@ def cmd_cv(a):
     RESULTS.write_text(json.dumps(dict(table=table, winner=win), indent=1, default=float))
 
 
+VAL_BAR = dict(recall=0.867, wrong=1.00, share=0.419)       # the tenth session's val bar
+
+
+def cmd_val(a):
+    """The rule's confirmation: candidate `a.cand` on the windows of all 351 train recordings,
+    starting from the committed head (presence.chosen_head), scored on the 80 val clips."""
+    from training.avgas import presence_knn as pk
+    torch.set_num_threads(a.threads)
+    path = CACHE / "tails" / f"train_{a.cand}.pt"
+    head0 = pres.chosen_head()[0]
+    if path.exists():
+        d = torch.load(path)
+        tail, head = Tail(), __import__("copy").deepcopy(head0)
+        tail.load_state_dict(d["tail"]); head.load_state_dict(d["head"])
+        tail.eval(); head.eval()
+        info = d["info"]
+    else:
+        vmaps, vy = load_windows("val", VAL_SCENES[0], val_reference())
+        maps, y = load_windows("train", refit.SCENES, pdata.CACHE / f"windows_train_{pdata.split_tag('train')}.npz")
+        tail, head, info = finetune(maps, y, vmaps.astype(np.float32), vy, head0, CANDIDATES[a.cand]["tail_lr"],
+                                    TRAIN["head_lr"], TRAIN["head_wd"], TRAIN["epochs"], TRAIN["batch"], TRAIN["seed"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(tail=tail.state_dict(), head=head.state_dict(), info=info), path)
+    ids = set(pdata.split_ids("val"))
+    flat, memo = clip_maps("val"), MemoL13()
+    rows = {"committed head, YAMNet's layer14": pk.summary(evaluate(Tail().eval(), head0, ids, flat, memo, "val")),
+            f"{a.cand} (val BCE {info['val_bce']:.4f}, epoch {info['best_epoch']})":
+                pk.summary(evaluate(tail, head, ids, flat, memo, "val"))}
+    for name, s in rows.items():
+        print(f"| {name} | {s['recall']:.3f} | {s['wrong']:.2f} | {s['latency']:.2f} s | {s['share']:.3f} | "
+              f"{s['unw_recall']:.3f} |")
+    s = list(rows.values())[1]
+    ok = pk.qualifies(s, VAL_BAR)
+    print(f"val bar recall >= {VAL_BAR['recall']}, wrong <= {VAL_BAR['wrong']}, share >= {VAL_BAR['share']}: "
+          f"{'CONFIRMED' if ok else 'not confirmed (nothing changes)'}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("windows")
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--fold", type=int, default=0, help="-1: all train recordings (val confirmation)")
     p.add_argument("--split", default="train", choices=["train", "val"])
     p.add_argument("--part", type=int, default=0)
     p.add_argument("--parts", type=int, default=1)
     sub.add_parser("clips")
+    p = sub.add_parser("train")
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--cands", nargs="+", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
+    p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("cv")
     p.add_argument("--cands", nargs="+", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
+    p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("val")
+    p.add_argument("--cand", required=True, choices=sorted(CANDIDATES))
     p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     if a.cmd == "clips":
         clip_maps("train")
     else:
-        {"windows": cmd_windows, "cv": cmd_cv}[a.cmd](a)
+        {"windows": cmd_windows, "train": cmd_train, "cv": cmd_cv, "val": cmd_val}[a.cmd](a)
 
 
 if __name__ == "__main__":

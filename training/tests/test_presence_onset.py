@@ -142,3 +142,28 @@ def test_knn_patches_logistic_and_class_max():
     bank.cls, bank.n = np.array([0, 0, 2]), 4
     m = bank.class_max(np.array([[0.1, 0.5, 0.3]], np.float32))
     assert m.tolist() == [[0.5, -1.0, pytest.approx(0.3), -1.0]]
+
+
+def test_finetune_tail_is_yamnets_last_block():
+    """presence_finetune.Tail starts as YAMNet's layer14 + average pool: the converted weights'
+    layout (depthwise [kh,kw,c], pointwise [cin,cout], HWC activations) turned into PyTorch's
+    must give what a direct channels-last computation gives."""
+    import torch
+    from training.avgas import presence_finetune as pf
+    sys.path.insert(0, str(ROOT / "tools"))
+    import safetensors_io
+    t, _ = safetensors_io.load(str(ROOT / "Assets/models/yamnet.safetensors"))
+    dw, dwb = t["layers.13.depthwise.weight"], t["layers.13.depthwise.bias"]
+    pw, pwb = t["layers.13.pointwise.weight"], t["layers.13.pointwise.bias"]
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 2, 1024)).astype(np.float32)           # [N, H, W, C] after layer 13's ReLU
+    pad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    d = np.zeros_like(x)
+    for i in range(3):
+        for j in range(2):
+            d[:, i, j] = (pad[:, i:i + 3, j:j + 3] * dw[None]).sum((1, 2)) + dwb
+    ref = (np.maximum(np.maximum(d, 0) @ pw + pwb, 0)).mean((1, 2))
+    with torch.no_grad():
+        got = pf.Tail()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    assert got.shape == (2, 1024)
+    assert np.abs(got - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
