@@ -369,7 +369,9 @@ def summarise(res, balanced=True):
     if balanced and lat:
         lat.sort()
         cw = np.cumsum([x[1] for x in lat])
-        med = lat[int(np.searchsorted(cw, cw[-1] / 2))][0]
+        # the upper weighted median, the same convention as sorted[n // 2] (equal weights give
+        # exactly that; the tolerance keeps a cumulative weight of 0.4999... from picking the lower one)
+        med = lat[min(len(lat) - 1, int(np.searchsorted(cw, cw[-1] / 2 + 1e-12, side="right")))][0]
     else:
         ls = sorted(x[0] for x in lat)
         med = ls[len(ls) // 2] if ls else float("nan")

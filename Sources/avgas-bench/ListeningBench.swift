@@ -91,7 +91,7 @@ struct ListeningBench: ParsableCommand {
             onsetClips.append((c.class, x, Double(lead + onsetFrame * 160) / 16_000, clip))
         }
         var rows: [(source: String, recall: Double, wrong: Double, median: Double, p90: Double,
-                    plainRecall: Double, plainWrong: Double)] = []
+                    allMedian: Double, within: Double, plainRecall: Double, plainWrong: Double)] = []
         for source in sources {
             let l = source == firstSource ? listener : try makeListener(source)
             var hits = 0, wrong = 0, plainHits = 0, plainWrong = 0
@@ -117,8 +117,13 @@ struct ListeningBench: ParsableCommand {
             latencies.sort()
             let median = latencies.isEmpty ? Double.nan : latencies[latencies.count / 2]
             let p90 = latencies.isEmpty ? Double.nan : latencies[min(latencies.count - 1, latencies.count * 9 / 10)]
+            // The stricter reading of the target: a missed clip's latency is "never" (infinite), and
+            // the median runs over every clip, sorted[n / 2] as above.
+            let all = latencies + Array(repeating: Double.infinity, count: onsetClips.count - latencies.count)
+            let allMedian = all.isEmpty ? Double.nan : all[all.count / 2]
+            let within = Double(latencies.filter { $0 <= 0.4 + 1e-9 }.count) / Double(max(onsetClips.count, 1))
             rows.append((source, Double(hits) / Double(list.count), Double(wrong) / Double(list.count), median, p90,
-                         Double(plainHits) / Double(list.count), Double(plainWrong) / Double(list.count)))
+                         allMedian, within, Double(plainHits) / Double(list.count), Double(plainWrong) / Double(list.count)))
         }
         print("")
         print("Detection on \(list.count) held-out single-source clips after 2 s of quiet noise (--presence; head = learned head + label mapping with the onset path, the default; head-no-onset = --no-onset-path)")
@@ -129,8 +134,11 @@ struct ListeningBench: ParsableCommand {
         }
         line("recall (class reported active)", { String(format: "%.3f", $0) }, { rows[$0].recall }, ">= 0.9")
         line("wrong classes per clip", { String(format: "%.2f", $0) }, { rows[$0].wrong }, "<= 1")
-        line("median onset latency", { String(format: "%.2f s", $0) }, { rows[$0].median }, "<= 0.4 s")
+        line("median onset latency, detected clips", { String(format: "%.2f s", $0) }, { rows[$0].median }, "<= 0.4 s")
         line("90th percentile onset latency", { String(format: "%.2f s", $0) }, { rows[$0].p90 }, "")
+        line("median onset latency, all clips (a miss = never)", { $0.isInfinite ? "never" : String(format: "%.2f s", $0) },
+             { rows[$0].allMedian }, "<= 0.4 s")
+        line("clips heard within 0.4 s, of all clips", { String(format: "%.3f", $0) }, { rows[$0].within }, "> 0.5")
         line("plain clips (test suite's rule): recall", { String(format: "%.3f", $0) }, { rows[$0].plainRecall }, ">= 0.9")
         line("plain clips: wrong classes per clip", { String(format: "%.2f", $0) }, { rows[$0].plainWrong }, "<= 1")
     }
