@@ -4,11 +4,14 @@
 #                       training/reports/dataset*.
 #   make demo-audio   - rebuild Assets/demo/soundscape.wav, timeline.json, NOTICE
 #   make test-python  - pytest for training/ (no network needed)
+#   make near-duplicates - training/dataset/tables/near_duplicates.json: test (and val) pictures with
+#                       a near-duplicate in an earlier split, left out of the test figures (needs the
+#                       judge's feature cache from make train-separator)
 DATASET_APT := fluidsynth fluid-soundfont-gm espeak-ng sox ffmpeg dpkg-dev fonts-dejavu-core librsvg2-bin
 DATA_DIR ?= data
 DATA_CACHE ?= $(DATA_DIR)/cache
 
-.PHONY: dataset dataset-deps demo-audio test-python have-data
+.PHONY: dataset dataset-deps demo-audio test-python have-data near-duplicates
 
 # Training and evaluation targets need the dataset: say so in one line instead of a traceback.
 have-data:
@@ -28,6 +31,9 @@ dataset: dataset-deps pyenv
 
 demo-audio: dataset-deps pyenv
 	$(VPY) -m training.dataset.make_demo --cache $(DATA_CACHE) --out Assets/demo
+
+near-duplicates: | have-data pyenv-torch
+	$(VPY) -m training.dataset.near_duplicates compute --data $(DATA_DIR)
 
 test-python: dataset-deps pyenv
 	$(VPY) -m pytest -q training/tests

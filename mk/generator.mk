@@ -12,7 +12,7 @@ GEN_CONFIG ?= full
 train-generator: | have-data pyenv-torch
 	PYTHONPATH=. $(VPY) -m training.generator.train --config $(GEN_CONFIG) --run $(GEN_RUN)
 
-eval-generator: | have-data pyenv-torch
+eval-generator: | have-data pyenv-torch near-duplicates
 	@test -f $(GEN_RUN)/teacher.pt || { echo "$(GEN_RUN)/teacher.pt is missing: train the generator first with 'make train-generator'" >&2; exit 1; }
 	PYTHONPATH=. $(VPY) -m training.generator.evaluate --run $(GEN_RUN)
 	PYTHONPATH=. $(VPY) -m training.generator.export --run $(GEN_RUN)

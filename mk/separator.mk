@@ -42,7 +42,7 @@ train-separator: visual-embeddings separator-features
 	$(VPY) -m training.avgas.judge_multilabel --data data --threads $(SEP_THREADS) --refit
 	$(VPY) -m training.avgas.train --data data --threads $(SEP_THREADS)
 
-eval-separator: $(SEP_FEAT)/audio_val_clips.npz | have-data pyenv-torch
+eval-separator: $(SEP_FEAT)/audio_val_clips.npz | have-data pyenv-torch near-duplicates
 	$(VPY) -m training.avgas.evaluate --data data --threads $(SEP_THREADS)
 
 # Learned presence head (listening, issue 3; the default `--presence head`): training windows from

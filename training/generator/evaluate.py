@@ -210,14 +210,16 @@ class Features:
 
 
 def crs_r2(scores, class_sets, classes):
+    """Ties count against the class: class i is within the top K only when fewer than K other
+    classes score >= s_i (the judge clips probabilities to [1e-7, 1 - 1e-7], so confident images
+    have many exactly equal scores, and argsort would break those ties by class index)."""
     crs, r2 = [], []
     for s, C in zip(scores, class_sets):
+        s = np.asarray(s)
         idx = [classes.index(c) for c in C]
-        rank = np.argsort(-s)
-        top = set(rank[:len(C)].tolist())
-        top2 = set(rank[:2].tolist())
-        crs.append(np.mean([i in top for i in idx]))
-        r2.append(all(i in top2 for i in idx))
+        rank = [int((s >= s[i]).sum()) - 1 for i in idx]   # other classes scoring at least as high
+        crs.append(np.mean([r < len(C) for r in rank]))
+        r2.append(all(r < 2 for r in rank))
     return float(np.mean(crs)), float(np.mean(r2))
 
 
@@ -332,8 +334,10 @@ def main(argv=None):
     ap.add_argument("--max-mixtures", type=int, default=0)
     ap.add_argument("--per-class-exemplars", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="smoke run: 20 test images, 5 mixtures per set")
-    ap.add_argument("--holdout", choices=HOLDOUTS, default="both",
-                    help="test images of the per-image tables: 'both' (default) = in the generator's TEST split "
+    ap.add_argument("--holdout", choices=HOLDOUTS, default="both-dedup",
+                    help="test images of the per-image tables: 'both-dedup' (default) = 'both' without the test "
+                         "pictures that have a near-duplicate in train or val (training/dataset/tables/"
+                         "near_duplicates.json); 'both' = in the generator's TEST split "
                          "(latents.npz `splits`, the split it was trained on) AND in the current data/manifest.csv "
                          "TEST split (the judge's held-out split); 'generator' = the generator's TEST split only "
                          "(the behaviour before judge v3)")
@@ -368,7 +372,12 @@ def main(argv=None):
     print(format_overlap(M["holdout"]), flush=True)
     imgs = data.load_images(args.data, rows)
     tr = split == "train"          # "train" for nearest-train distance: the generator's own train split
-    te = (split == "test") & (cur == "test") if args.holdout == "both" else split == "test"
+    te = (split == "test") & (cur == "test") if args.holdout.startswith("both") else split == "test"
+    if args.holdout == "both-dedup":
+        from training.dataset.near_duplicates import excluded_test_ids
+        # near-duplicates outside test by the judge's split (the current manifest) or the generator's
+        dup = excluded_test_ids() | excluded_test_ids({r["id"]: str(s) for r, s in zip(rows, split)})
+        te &= np.array([r["id"] not in dup for r in rows])
     log('F_real = feats(imgs)')
     # every image of the generator's split (the diversity reference draws from all of them)
     F_real = feats(imgs).astype(np.float32)
@@ -421,7 +430,7 @@ def main(argv=None):
     M["real_test_nn_dist"] = float(nn_ref.mean())
 
     log('# ---- diversity:')
-    # ---- diversity: 24 test embeddings x 4 noises
+    # ---- diversity: 12 test embeddings x 4 noises
     rs = np.random.default_rng(0)
     div_idx = rs.choice(len(test_idx), size=min(12, len(test_idx)), replace=False)
     e_rep = emb_test[div_idx].repeat_interleave(4, 0)
@@ -483,7 +492,7 @@ def main(argv=None):
     write_report(rep, M, cfg, mix, time.time() - t_start)
 
 
-HOLDOUTS = ("both", "generator")
+HOLDOUTS = ("both-dedup", "both", "generator")
 SPLITS = ("train", "val", "test")
 # The report's numbers before judge v3 (generator_metrics.json of commit 224b4e6 has no label).
 LEGACY_LABEL = ("judge of commit 7da9b67 (file format avgas-judge-v1, Lite0 features; 0.653 top-1 on the 98 test "
@@ -509,8 +518,10 @@ def holdout_info(L, rows, split, cur, mode, manifest_rows):
     table = {o: {n: int(((split == o) & (cur == n)).sum()) for n in SPLITS} for o in SPLITS}
     table["not in the generator's data"] = {n: sum(1 for r in manifest_rows if r["id"] not in ids and r["split"] == n)
                                             for n in SPLITS}
-    desc = ("in the generator's TEST split and in the current manifest's TEST split" if mode == "both"
-            else "the generator's TEST split")
+    desc = {"both": "in the generator's TEST split and in the current manifest's TEST split",
+            "both-dedup": "in the generator's TEST split and in the current manifest's TEST split, without the "
+                          "pictures that have a near-duplicate in train or val (training/dataset/tables/near_duplicates.json)",
+            }.get(mode, "the generator's TEST split")
     return {"mode": mode, "description": desc, "overlap": table, "n_generator": int(len(rows)),
             "n_manifest": int(len(manifest_rows)), "matched_by": "image id (latents.npz ids = manifest id)"}
 

@@ -66,7 +66,7 @@ def write(rep: Path, M: dict, cfg: dict, mix, seconds: float):
                  f"{H['description']}: **{n} images of {M.get('n_test_classes')} classes**. "
                  + ("Neither the generator (trained on the train split of the 638-image split recorded in "
                     "its latents.npz `splits`) nor the judge (fitted on the current data/manifest.csv train "
-                    "+ val splits) trained on them. " if H["mode"] == "both" else "")
+                    "+ val splits) trained on them. " if H["mode"].startswith("both") else "")
                  + f"With few images per class (about {n / max(M.get('n_test_classes') or 1, 1):.1f} on average), "
                  f"one image moves a top-1 figure by {100 / max(n, 1):.1f} points.")
         L.append(f"- Images matched by {H['matched_by']}: all {H['n_generator']} of the generator's images are in "

@@ -491,3 +491,41 @@ def test_committed_tables_are_well_formed():
     # every class has at least one real recording line or a fluidsynth program
     audio_classes = {r[0] for r in build.read_table(build.TABLES / "audio.tsv")}
     assert names <= audio_classes | {"people speaking"}
+
+
+def test_near_duplicates_measure_and_exclusion(tmp_path, monkeypatch):
+    """near_duplicates: a drawing recoloured (another skin tone) or mirrored scores above the
+    threshold, a different drawing below it; a test picture is excluded when its near-duplicate is
+    outside test under the split assignment asked for, and not otherwise."""
+    import json
+    from training.dataset import near_duplicates as nd
+    rng = np.random.default_rng(0)
+
+    def drawing(seed, colour):
+        r = np.random.default_rng(seed)
+        im = np.zeros((96, 96, 4), np.uint8)
+        for _ in range(6):                                   # a few filled boxes with dark outlines
+            y, x = r.integers(8, 60, 2)
+            h, w = r.integers(10, 30, 2)
+            im[y:y + h, x:x + w, :3] = colour
+            im[y:y + h, x:x + w, 3] = 255
+            im[y, x:x + w, :3] = im[y + h - 1, x:x + w, :3] = 0
+            im[y:y + h, x, :3] = im[y:y + h, x + w - 1, :3] = 0
+        return im
+    a = drawing(1, (230, 180, 140))
+    recoloured = drawing(1, (170, 120, 80))                  # a darker skin tone: 0.94 here
+    mirrored = a[:, ::-1].copy()
+    other = drawing(2, (230, 180, 140))
+    noise = (rng.random((96, 96, 4)) * 255).astype(np.uint8)
+    noise[..., 3] = 255
+    S = nd.similarity_matrix(np.stack([nd.edge_map(x) for x in (a, recoloured, mirrored, other, noise)]))
+    assert S[0, 1] >= nd.THRESHOLD and S[0, 2] >= nd.THRESHOLD
+    assert S[0, 3] < nd.THRESHOLD and S[0, 4] < nd.THRESHOLD
+
+    table = tmp_path / "near_duplicates.json"
+    table.write_text(json.dumps({"excluded_test_ids": ["t1"], "all_pairs": [["t1", "r1", 0.9], ["t2", "t3", 0.95]]}))
+    monkeypatch.setattr(nd, "TABLE", table)
+    assert nd.excluded_test_ids() == {"t1"}
+    assert nd.excluded_test_ids({"t1": "test", "r1": "train", "t2": "test", "t3": "test"}) == {"t1"}
+    assert nd.excluded_test_ids({"t1": "test", "r1": "test", "t2": "test", "t3": "val"}) == {"t2"}
+    assert nd.excluded_test_ids({"t2": "test"}) == set()          # a partner outside the split is ignored
