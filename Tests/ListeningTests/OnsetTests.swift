@@ -88,25 +88,29 @@ final class OnsetTests: XCTestCase {
     /// Mirrored fill: copies alternate forward / reversed, the newest copy forward, so there is no
     /// seam from the newest frame back to the onset (presence_onset.py fill(seg, "mirror"):
     /// for 5 frames into 12, [3 4 | 4 3 2 1 0 | 0 1 2 3 4]).
-    func testMirroredFill() {
-        let bands = 3, n = 5, frames = 12
-        let segment = (0..<(n * bands)).map { Float($0 / bands) }
+    /// `OnsetDetector.fill` of `segment` (`count` frames of `bands` values) into a patch of
+    /// `frames` frames, the patch first set to -1.
+    private func filled(_ segment: [Float], count n: Int, bands: Int, frames: Int, mirrored: Bool) -> [Float] {
         var patch = [Float](repeating: -1, count: frames * bands)
         segment.withUnsafeBufferPointer { s in
             patch.withUnsafeMutableBufferPointer {
                 OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
-                                   patchFrames: frames, mirrored: true)
+                                   patchFrames: frames, mirrored: mirrored)
             }
         }
+        return patch
+    }
+
+    func testMirroredFill() {
+        let bands = 3, n = 5, frames = 12
+        let segment = (0..<(n * bands)).map { Float($0 / bands) }
+        let patch = filled(segment, count: n, bands: bands, frames: frames, mirrored: true)
         XCTAssertEqual((0..<frames).map { patch[$0 * bands] }, [3, 4, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4])
         XCTAssertEqual((0..<frames).map { patch[$0 * bands + bands - 1] }, [3, 4, 4, 3, 2, 1, 0, 0, 1, 2, 3, 4])
         // Not mirrored, `fill` is `tile`.
-        var repeated = patch, tiled = patch
+        let repeated = filled(segment, count: n, bands: bands, frames: frames, mirrored: false)
+        var tiled = patch
         segment.withUnsafeBufferPointer { s in
-            repeated.withUnsafeMutableBufferPointer {
-                OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
-                                   patchFrames: frames, mirrored: false)
-            }
             tiled.withUnsafeMutableBufferPointer {
                 OnsetDetector.tile(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!, patchFrames: frames)
             }
@@ -202,23 +206,12 @@ final class OnsetTests: XCTestCase {
     func testMirroredFillWithAnEvenNumberOfCopies() {
         let bands = 2, n = 5, frames = 8
         let segment = (0..<(n * bands)).map { Float($0 / bands) }
-        var patch = [Float](repeating: -1, count: frames * bands)
-        segment.withUnsafeBufferPointer { s in
-            patch.withUnsafeMutableBufferPointer {
-                OnsetDetector.fill(segment: s.baseAddress!, count: n, bands: bands, into: $0.baseAddress!,
-                                   patchFrames: frames, mirrored: true)
-            }
-        }
+        let patch = filled(segment, count: n, bands: bands, frames: frames, mirrored: true)
         XCTAssertEqual((0..<frames).map { patch[$0 * bands] }, [2, 1, 0, 0, 1, 2, 3, 4])
         // The default patch: a 60-frame segment gives 2 copies, the newest forward, ending with frame 59.
         let m = 60, p = 96
         let seg = (0..<m).map { Float($0) }
-        var big = [Float](repeating: -1, count: p)
-        seg.withUnsafeBufferPointer { s in
-            big.withUnsafeMutableBufferPointer {
-                OnsetDetector.fill(segment: s.baseAddress!, count: m, bands: 1, into: $0.baseAddress!, patchFrames: p, mirrored: true)
-            }
-        }
+        let big = filled(seg, count: m, bands: 1, frames: p, mirrored: true)
         XCTAssertEqual(Array(big[(p - m)...]), seg, "the newest copy is forward")
         XCTAssertEqual(Array(big[..<(p - m)]), (0..<(p - m)).reversed().map { Float($0) }, "the copy before it is reversed")
     }

@@ -163,24 +163,36 @@ def make_scene(clips_by_cls, names, cidx, rng, n_src):
     return (mix * k).astype(np.float32), [s * k for s in stems], cls, noise_db + 20 * np.log10(k)
 
 
-def scene_windows(mix, stems, cls, noise_db, yam, n_classes):
-    """-> dict of per-window arrays for one scene."""
-    fr = frontend.log_mel(mix)
-    starts = list(range(0, len(fr) - frontend.PATCH_FRAMES + 1, WIN_HOP))
-    p96 = np.stack([fr[s:s + 96] for s in starts])
-    p48 = np.ascontiguousarray(p96[:, -48:])
-    e96, l96 = yam(p96)
-    e48, l48 = yam(p48)
-    y96 = np.zeros((len(starts), n_classes), np.uint8)
-    y48 = np.zeros((len(starts), n_classes), np.uint8)
+def window_labels(stems, cls, noise_db, starts, n_classes, lo=0, hi=96):
+    """[W, n_classes] uint8: source c is present in the window starting at frame s when it has at
+    least MIN_FRAMES frames of energy (above the noise + 6 dB and its own peak - 35 dB) in the
+    window's frames s+lo .. s+hi (lo=48: the last 48 frames, the short-window label)."""
+    y = np.zeros((len(starts), n_classes), np.uint8)
     for s_audio, c in zip(stems, cls):
         db = frame_db(s_audio)
         ok = (db > noise_db + 6) & (db > db.max() - 35)
         for w, s in enumerate(starts):
-            if ok[s:s + 96].sum() >= MIN_FRAMES:
-                y96[w, c] = 1
-            if ok[s + 48:s + 96].sum() >= MIN_FRAMES:
-                y48[w, c] = 1
+            if ok[s + lo:s + hi].sum() >= MIN_FRAMES:
+                y[w, c] = 1
+    return y
+
+
+def scene_patches(mix, stems, cls, noise_db, n_classes):
+    """One scene's 96-frame windows every WIN_HOP frames and their labels: (patches [W, 96, 64],
+    y96 [W, n_classes] uint8, starts)."""
+    fr = frontend.log_mel(mix)
+    starts = list(range(0, len(fr) - frontend.PATCH_FRAMES + 1, WIN_HOP))
+    p96 = np.stack([fr[s:s + 96] for s in starts])
+    return p96, window_labels(stems, cls, noise_db, starts, n_classes), starts
+
+
+def scene_windows(mix, stems, cls, noise_db, yam, n_classes):
+    """-> dict of per-window arrays for one scene."""
+    p96, y96, starts = scene_patches(mix, stems, cls, noise_db, n_classes)
+    p48 = np.ascontiguousarray(p96[:, -48:])
+    e96, l96 = yam(p96)
+    e48, l48 = yam(p48)
+    y48 = window_labels(stems, cls, noise_db, starts, n_classes, lo=48)
     return dict(emb96=e96.astype(np.float16), logits96=l96.astype(np.float16),
                 emb48=e48.astype(np.float16), logits48=l48.astype(np.float16), y96=y96, y48=y48)
 
@@ -198,35 +210,51 @@ def load_recordings(ids):
     return names, cidx, by
 
 
-def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
-                  src_probs=(0.05, 0.40, 0.35, 0.20), ids=None, name=None):
-    """Windows of `scenes` scenes of the recordings of `split` (or of the explicit list `ids`,
-    cached as windows_{name}: training/avgas/presence_refit.py's subsets and train + val)."""
-    names, cidx, clips_by_cls = load_recordings(split_ids(split) if ids is None else ids)
-    name = name or f"{split}_{split_tag(split)}"
-    split_names = sorted(clips_by_cls)
-    yam = Yamnet(threads=1)
-    part_dir = CACHE / f"windows_{name}.parts"
-    part_dir.mkdir(parents=True, exist_ok=True)
+def build_scene_chunks(ids, out_dir, scenes, seed, per_scene, part=0, parts=1, chunk=100, label="",
+                       src_probs=(0.05, 0.40, 0.35, 0.20)):
+    """Scenes of the recordings `ids` (0-3 sources drawn with `src_probs`; the draws of chunk k come
+    from default_rng([seed, k]), so every builder over the same ids, scenes and seed sees the same
+    scenes), chunks part::parts: per_scene(scene, index, n_src) -> {key: per-window array}, with
+    scene = make_scene's (mix, stems, classes, noise_db); each chunk saved as out_dir/NNNN.npz
+    (resumable). Returns (vocabulary names, number of chunks)."""
+    names, cidx, by = load_recordings(ids)
+    split_names = sorted(by)
+    out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = (scenes + chunk - 1) // chunk
     t0 = time.time()
-    for k in range(n_chunks):
-        pf = part_dir / f"{k:04d}.npz"
+    for k in range(part, n_chunks, parts):
+        pf = out_dir / f"{k:04d}.npz"
         if pf.exists():
             continue
         rng = np.random.default_rng([seed, k])
         acc = {}
         for i in range(min(chunk, scenes - k * chunk)):
             ns = min(int(rng.choice(4, p=src_probs)), len(split_names))
-            mix, stems, cls, noise_db = make_scene(clips_by_cls, split_names, cidx, rng, ns)
-            for key, v in scene_windows(mix, stems, cls, noise_db, yam, len(names)).items():
+            scene = make_scene(by, split_names, cidx, rng, ns)
+            for key, v in per_scene(scene, k * chunk + i, ns).items():
                 acc.setdefault(key, []).append(v)
-            acc.setdefault("scene", []).append(np.full(len(v), k * chunk + i, np.int32))
-            acc.setdefault("nsrc", []).append(np.full(len(v), ns, np.int8))
         tmp = pf.with_name(pf.stem + ".tmp.npz")
         np.savez(tmp, **{key: np.concatenate(v) for key, v in acc.items()})
         tmp.rename(pf)
-        print(f"{split} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
+        print(f"{label} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
+    return names, n_chunks
+
+
+def build_windows(split: str, scenes: int, seed: int, chunk: int = 100,
+                  src_probs=(0.05, 0.40, 0.35, 0.20), ids=None, name=None):
+    """Windows of `scenes` scenes of the recordings of `split` (or of the explicit list `ids`,
+    cached as windows_{name}: training/avgas/presence_refit.py's subsets and train + val)."""
+    name = name or f"{split}_{split_tag(split)}"
+    yam = Yamnet(threads=1)
+    n_classes = len(class_index()[0])
+
+    def per_scene(scene, index, n_src):
+        w = scene_windows(*scene, yam, n_classes)
+        n = len(w["y96"])
+        return dict(w, scene=np.full(n, index, np.int32), nsrc=np.full(n, n_src, np.int8))
+    part_dir = CACHE / f"windows_{name}.parts"
+    names, n_chunks = build_scene_chunks(split_ids(split) if ids is None else ids, part_dir, scenes, seed, per_scene,
+                                         chunk=chunk, label=split, src_probs=src_probs)
     parts = [np.load(part_dir / f"{k:04d}.npz") for k in range(n_chunks)]
     out = CACHE / f"windows_{name}.npz"
     np.savez(out, classes=np.array(names), **{key: np.concatenate([p[key] for p in parts]) for key in parts[0].files})

@@ -104,40 +104,15 @@ def window_dir(label):
 
 
 def build_windows(ids, label, scenes, seed, part=0, parts=1, chunk=100):
-    """The scenes of presence_data.build_windows(ids, scenes, seed) (same per-chunk seeds), keeping
-    layer 13's map of each 96-frame window (float16) and its label; chunks part::parts."""
-    names, cidx, by = pdata.load_recordings(ids)
-    split_names = sorted(by)
-    yam = YamnetL13()
-    out_dir = window_dir(label)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_chunks = (scenes + chunk - 1) // chunk
-    t0 = time.time()
-    for k in range(part, n_chunks, parts):
-        pf = out_dir / f"{k:04d}.npz"
-        if pf.exists():
-            continue
-        rng = np.random.default_rng([seed, k])
-        M, E, Y = [], [], []
-        for i in range(min(chunk, scenes - k * chunk)):
-            ns = min(int(rng.choice(4, p=(0.05, 0.40, 0.35, 0.20))), len(split_names))
-            mix, stems, cls, noise_db = pdata.make_scene(by, split_names, cidx, rng, ns)
-            fr = frontend.log_mel(mix)
-            starts = list(range(0, len(fr) - frontend.PATCH_FRAMES + 1, pdata.WIN_HOP))
-            e, _, m = yam(np.stack([fr[s:s + 96] for s in starts]))
-            M.append(m.astype(np.float16)); E.append(e.astype(np.float16))
-            y = np.zeros((len(starts), len(names)), np.uint8)
-            for s_audio, c in zip(stems, cls):
-                db = pdata.frame_db(s_audio)
-                ok = (db > noise_db + 6) & (db > db.max() - 35)
-                for w, s in enumerate(starts):
-                    if ok[s:s + 96].sum() >= pdata.MIN_FRAMES:
-                        y[w, c] = 1
-            Y.append(y)
-        tmp = pf.with_name(pf.stem + ".tmp.npz")
-        np.savez(tmp, l13=np.concatenate(M), emb96=np.concatenate(E), y96=np.concatenate(Y))
-        tmp.rename(pf)
-        print(f"{label} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
+    """The scenes of presence_data.build_windows(ids, scenes, seed), keeping layer 13's map of each
+    96-frame window (float16), its embedding and its label; chunks part::parts."""
+    yam, n_classes = YamnetL13(), len(pdata.class_index()[0])
+
+    def per_scene(scene, index, n_src):
+        p96, y, _ = pdata.scene_patches(*scene, n_classes)
+        e, _, m = yam(p96)
+        return dict(l13=m.astype(np.float16), emb96=e.astype(np.float16), y96=y)
+    pdata.build_scene_chunks(ids, window_dir(label), scenes, seed, per_scene, part, parts, chunk, label)
 
 
 def load_windows(label, scenes, reference):

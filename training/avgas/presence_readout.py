@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -104,40 +103,14 @@ def build(ro: Readout, split, part=0, parts=1, chunk=100):
     """Read-out features of the windows of presence_data.build_windows(split) (same scenes: same
     seeds per chunk), chunks part::parts; cached per chunk."""
     scenes, seed = SCENES[split]
-    names, cidx, by = pdata.load_recordings(pdata.split_ids(split))
-    split_names = sorted(by)
-    yam = YamnetReadout(ro)
-    out_dir = ro.cache / f"{split}_{pdata.split_tag(split)}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    n_chunks = (scenes + chunk - 1) // chunk
-    t0 = time.time()
-    for k in range(part, n_chunks, parts):
-        pf = out_dir / f"{k:04d}.npz"
-        if pf.exists():
-            continue
-        rng = np.random.default_rng([seed, k])
-        acc, Y = {}, []
-        for i in range(min(chunk, scenes - k * chunk)):
-            ns = min(int(rng.choice(4, p=(0.05, 0.40, 0.35, 0.20))), len(split_names))
-            mix, stems, cls, noise_db = pdata.make_scene(by, split_names, cidx, rng, ns)
-            fr = frontend.log_mel(mix)
-            starts = list(range(0, len(fr) - frontend.PATCH_FRAMES + 1, pdata.WIN_HOP))
-            p96 = np.stack([fr[s:s + 96] for s in starts])
-            for key, v in yam(p96)[2].items():
-                acc.setdefault(key, []).append(v.astype(np.float16))
-            y = np.zeros((len(starts), len(names)), np.uint8)
-            for s_audio, c in zip(stems, cls):
-                db = pdata.frame_db(s_audio)
-                ok = (db > noise_db + 6) & (db > db.max() - 35)
-                for w, s in enumerate(starts):
-                    if ok[s:s + 96].sum() >= pdata.MIN_FRAMES:
-                        y[w, c] = 1
-            Y.append(y)
-            # the scene's second YAMNet pass of build_windows (48 frames) draws nothing from rng
-        tmp = pf.with_name(pf.stem + ".tmp.npz")
-        np.savez(tmp, y96=np.concatenate(Y), **{key: np.concatenate(v) for key, v in acc.items()})
-        tmp.rename(pf)
-        print(f"{ro.name} {split} chunk {k + 1}/{n_chunks} ({time.time() - t0:.0f} s)", flush=True)
+    yam, n_classes = YamnetReadout(ro), len(pdata.class_index()[0])
+
+    def per_scene(scene, index, n_src):
+        # the scene's second YAMNet pass of build_windows (48 frames) draws nothing from rng
+        p96, y, _ = pdata.scene_patches(*scene, n_classes)
+        return dict(y96=y, **{key: v.astype(np.float16) for key, v in yam(p96)[2].items()})
+    pdata.build_scene_chunks(pdata.split_ids(split), ro.cache / f"{split}_{pdata.split_tag(split)}", scenes, seed,
+                             per_scene, part, parts, chunk, f"{ro.name} {split}")
 
 
 def load(ro: Readout, split):
