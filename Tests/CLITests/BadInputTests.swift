@@ -299,6 +299,7 @@ final class WeightsMetadataTests: XCTestCase {
                 var i = a["input"] as! [String: Any]; i["height"] = 1 << 40; i["width"] = 1 << 40; a["input"] = i } }, "each 1 to 1024"),
             ("steps 2^63-1", "generator", true, { Self.editMetadata(&$0, "defaults") { $0["steps"] = Int.max } }, "sampling defaults out of range"),
             ("strength 0", "generator", true, { Self.editMetadata(&$0, "defaults") { $0["retrieval_strength"] = 0.0 } }, "sampling defaults out of range"),
+            ("top-k 0", "generator", true, { Self.editMetadata(&$0, "defaults") { $0["retrieval_top_k"] = 0 } }, "sampling defaults out of range"),
             ("scalar latents", "exemplars", true, { h in
                 var l = h["latents"] as! [String: Any]; l["shape"] = [Int](); l["data_offsets"] = [0, 4]; h["latents"] = l }, "do not agree"),
             ("1-D embeddings", "exemplars", true, { h in
