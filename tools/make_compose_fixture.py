@@ -74,6 +74,17 @@ CASES = [
         dict(cls="alarm", layer="middle", score=0.5, image=checker_ring(36, (0, 140, 200))),
         dict(cls="wind", layer="sky", score=0.25, image=gradient(20, (250, 250, 250), "x")),
     ]),
+    # Box corners that are exact halves (round half to even, Python's round): two middle items at
+    # 0.5 on a 130 x 100 canvas put the first box's x0 at exactly 0.5.
+    dict(name="exact_halves", width=130, height=100, items=[
+        dict(cls="a", layer="middle", score=0.5, image=gradient(16, (200, 30, 30), "x")),
+        dict(cls="b", layer="middle", score=0.5, image=stripes(16, (30, 30, 200), 4, True)),
+    ]),
+    # A layer name outside sky / middle / ground counts as middle (rank and height).
+    dict(name="unknown_layer", width=96, height=96, items=[
+        dict(cls="sea", layer="water", score=0.75, image=gradient(24, (20, 90, 200), "y")),
+        dict(cls="gull", layer="sky", score=0.5, image=checker_ring(20, (240, 240, 240))),
+    ]),
 ]
 
 

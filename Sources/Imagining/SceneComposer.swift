@@ -24,8 +24,11 @@ public enum SceneComposer {
     }
 
     static let background: Float = 200.0 / 255.0
-    static func layerRank(_ l: String) -> Int { l == "sky" ? 0 : (l == "middle" ? 1 : 2) }
-    static func layerY(_ l: String) -> Float { l == "sky" ? 0.30 : (l == "middle" ? 0.50 : 0.68) }
+    // An unknown layer name counts as "middle", as compose.py's LAYER_RANK.get(layer, 1) and
+    // LAYER_Y.get(layer, 0.5) do (classes.json is checked against the three names, so only a
+    // caller's own item can have one).
+    static func layerRank(_ l: String) -> Int { l == "sky" ? 0 : (l == "ground" ? 2 : 1) }
+    static func layerY(_ l: String) -> Float { l == "sky" ? 0.30 : (l == "ground" ? 0.68 : 0.50) }
 
     public static func compose(_ items: [Item], width: Int, height: Int) -> GeneratedImage {
         let W = Float(width), H = Float(height)
@@ -48,7 +51,9 @@ public enum SceneComposer {
             var cy = H * layerY(it.layer)
             cx = S > W ? W / 2 : min(max(cx, S / 2), W - S / 2)
             cy = S > H ? H / 2 : min(max(cy, S / 2), H - S / 2)
-            boxes.append(Box(x0: Int((cx - S / 2).rounded()), y0: Int((cy - S / 2).rounded()), side: Int(S.rounded()), order: i))
+            // Python's round(): exact halves go to the even neighbour
+            boxes.append(Box(x0: Int((cx - S / 2).rounded(.toNearestOrEven)), y0: Int((cy - S / 2).rounded(.toNearestOrEven)),
+                             side: Int(S.rounded(.toNearestOrEven)), order: i))
         }
         // Paint order: ascending score; ties reverse placement order.
         let paint = boxes.indices.sorted {

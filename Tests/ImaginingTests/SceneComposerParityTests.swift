@@ -8,7 +8,9 @@ import XCTest
 /// fixture written by tools/make_compose_fixture.py: non-square canvases, three and four items
 /// in all three layers, a score tie, and images that are gradients, stripes and rings (not
 /// solid), so orientation, the colour mask, its blur, the feathered ellipse, bilinear resizing,
-/// placement and paint order all show in the output.
+/// placement and paint order all show in the output; and two cases for rules the first two never
+/// reach: box corners at exact halves (Python's round goes to the even neighbour) and a layer
+/// name outside sky / middle / ground (middle, as compose.py's defaults).
 ///
 /// Tolerance: every channel within 1 of Python's value (quantised like the Swift composer:
 /// floor(v * 255 + 0.5)) and at most 1% of the channels off by that 1. Python does the
@@ -27,7 +29,7 @@ final class SceneComposerParityTests: XCTestCase {
     func testMatchesPythonReference() throws {
         let f = try SafeTensorsFile(path: TestPaths.fixture("ImaginingTests", "compose_golden.safetensors").path)
         let cases = try f.metadataJSON("cases", as: [Case].self)
-        XCTAssertEqual(cases.count, 2)
+        XCTAssertEqual(cases.count, 4)
         for c in cases {
             let items = try c.items.enumerated().map { k, it -> SceneComposer.Item in
                 let name = "\(c.name).item\(k)"
