@@ -59,7 +59,9 @@ public final class EventsWriter {
 
     /// Formats one line (exposed for tests).
     public static func line(time: Double, active: [ActiveClass]) -> String {
-        var s = "{\"t\": \(String(format: "%.2f", time)), \"active\": ["
+        // three decimals: the stream times (0.975 s + k * 0.05 s) exactly; two decimals printed them
+        // as 0.97, 1.07, 1.18, 1.27..., uneven steps of 0.09 and 0.11 s for a reader
+        var s = "{\"t\": \(String(format: "%.3f", time)), \"active\": ["
         for (i, a) in active.enumerated() {
             if i > 0 { s += ", " }
             s += "{\"class\": \(jsonString(a.name)), \"score\": \(String(format: "%.3f", a.score))}"

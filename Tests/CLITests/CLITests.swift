@@ -104,7 +104,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(png.width, 640); XCTAssertEqual(png.height, 360)
         }
         let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(lines.count, 21)  // hops end at 0.96 s + k * 0.1 s up to 3 s
+        XCTAssertEqual(lines.count, 21)  // hops end at 0.975 s + k * 0.1 s up to 3 s
         var last = -1.0
         for l in lines {
             let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])

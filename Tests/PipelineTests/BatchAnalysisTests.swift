@@ -28,7 +28,7 @@ final class BatchAnalysisTests: XCTestCase {
             texts.append(try String(contentsOfFile: path, encoding: .utf8))
             XCTAssertGreaterThan(analyzer.timings.tiledPatches, 0, "the demo starts out of quiet: onset patches")
         }
-        XCTAssertEqual(texts[0].split(separator: "\n").count, 71)  // hops ending at 0.96 s + k * 0.1 s up to 8 s
+        XCTAssertEqual(texts[0].split(separator: "\n").count, 71)  // hops ending at 0.975 s + k * 0.1 s up to 8 s
         for (i, t) in texts.enumerated().dropFirst() { XCTAssertEqual(texts[0], t, "variant \(i)") }
         XCTAssertTrue(texts[0].contains("dog barking"))
     }

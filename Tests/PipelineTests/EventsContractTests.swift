@@ -6,20 +6,20 @@ import TestSupport
 import XCTest
 
 /// The `--events` JSON lines contract of docs/architecture.md, checked on the line itself and
-/// on the real analysis of the demo: `{"t": 3.42, "active": [{"class": "dog barking",
-/// "score": 0.91}, ...]}`, t the stream time at the end of the analysis window (two decimals),
+/// on the real analysis of the demo: `{"t": 3.475, "active": [{"class": "dog barking",
+/// "score": 0.91}, ...]}`, t the stream time at the end of the analysis window (three decimals),
 /// class a vocabulary name, active strongest first (SceneStore: "Active classes, strongest first").
 final class EventsContractTests: XCTestCase {
     func testLineFormatAndEscaping() throws {
         let odd = "a \"quoted\" \\ name\n\t\r\u{1}\u{1f} é"
         let line = EventsWriter.line(time: 3.4217, active: [ActiveClass(name: "dog barking", index: 0, score: 0.91234),
                                                             ActiveClass(name: odd, index: 1, score: 0.5)])
-        XCTAssertEqual(line, #"{"t": 3.42, "active": [{"class": "dog barking", "score": 0.912}, "#
+        XCTAssertEqual(line, #"{"t": 3.422, "active": [{"class": "dog barking", "score": 0.912}, "#
                            + #"{"class": "a \"quoted\" \\ name\n\t\r\u0001\u001f é", "score": 0.500}]}"# + "\n")
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         let active = try XCTUnwrap(obj["active"] as? [[String: Any]])
         XCTAssertEqual(active.map { $0["class"] as? String }, ["dog barking", odd])
-        XCTAssertEqual(EventsWriter.line(time: 0, active: []), "{\"t\": 0.00, \"active\": []}\n")
+        XCTAssertEqual(EventsWriter.line(time: 0, active: []), "{\"t\": 0.000, \"active\": []}\n")
     }
 
     func testDemoEventsFollowTheContract() throws {
@@ -42,7 +42,7 @@ final class EventsContractTests: XCTestCase {
             let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any], String(l))
             XCTAssertEqual(Set(obj.keys), ["t", "active"])
             let t = try XCTUnwrap(obj["t"] as? Double)
-            XCTAssertNotNil(l.range(of: #"^\{"t": [0-9]+\.[0-9]{2}, "active": \["#, options: .regularExpression), String(l))
+            XCTAssertNotNil(l.range(of: #"^\{"t": [0-9]+\.[0-9]{3}, "active": \["#, options: .regularExpression), String(l))
             times.append(t)
             let active = try XCTUnwrap(obj["active"] as? [[String: Any]])
             var scores: [Double] = []
@@ -60,14 +60,15 @@ final class EventsContractTests: XCTestCase {
         XCTAssertNotNil(lines.first { $0.range(of: #""score": [01]\.[0-9]{3}\}"#, options: .regularExpression) != nil },
                         "scores have three decimals")
         // Hops end at 0.975 s (the first 96-frame patch: 95 hops of 10 ms + the last frame's 25 ms
-        // window) and every 0.1 s after; mid-hops fall halfway. Printed with two decimals, so each
-        // t is within 0.005 of that grid (x.x75 rounds either way: 0.97, 1.07, 1.18, 1.27...).
-        XCTAssertEqual(times.first ?? 0, 0.975, accuracy: 0.0051)
+        // window) and every 0.1 s after; mid-hops fall halfway. Printed with three decimals: on
+        // that grid (two decimals printed 0.97, 1.07, 1.18, 1.27..., uneven steps).
+        XCTAssertEqual(times.first ?? 0, 0.975, accuracy: 0.0001)
+        XCTAssertNotNil(lines.first { $0.hasPrefix(#"{"t": 0.975, "#) }, "t has three decimals")
         for (a, b) in zip(times, times.dropFirst()) { XCTAssertGreaterThan(b, a) }
         var hops = 0
         for t in times {
             let k = ((t - 0.975) / 0.05).rounded()
-            XCTAssertEqual(t, 0.975 + 0.05 * k, accuracy: 0.0051, "\(t)")
+            XCTAssertEqual(t, 0.975 + 0.05 * k, accuracy: 0.0001, "\(t)")
             if Int(k) % 2 == 0 { hops += 1 }
         }
         XCTAssertEqual(hops, 51)  // 0.975 ... 5.975 s
