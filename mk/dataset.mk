@@ -32,8 +32,12 @@ dataset: dataset-deps pyenv
 demo-audio: dataset-deps pyenv
 	$(VPY) -m training.dataset.make_demo --cache $(DATA_CACHE) --out Assets/demo
 
+# Recomputed when the judge's feature cache is there (make train-separator); otherwise the
+# committed table is used as it is (it only depends on data/ and that cache).
 near-duplicates: | have-data pyenv-torch
-	$(VPY) -m training.dataset.near_duplicates compute --data $(DATA_DIR)
+	@if [ -f $(DATA_DIR)/features/judge_lite0_imagenet_id.npz ]; then \
+	  $(VPY) -m training.dataset.near_duplicates compute --data $(DATA_DIR); \
+	else echo "near-duplicates: no judge feature cache in $(DATA_DIR)/features (make train-separator); using the committed training/dataset/tables/near_duplicates.json"; fi
 
 test-python: dataset-deps pyenv
 	$(VPY) -m pytest -q training/tests

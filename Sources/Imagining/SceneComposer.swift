@@ -4,10 +4,12 @@ import Foundation
 /// of training/generator/compose.py (the Python reference; the same rules, step by step):
 ///
 /// 1. Background grey (200, 200, 200).
-/// 2. Placement order: layer rank (sky 0, middle 1, ground 2), then score descending, then name.
+/// 2. Placement order: layer rank (sky 0, middle 1, ground 2; any other layer name counts as
+///    middle), then score descending, then name.
 /// 3. Item i of n: side S = H * BASE[n] * (0.75 + 0.25 score / max score), BASE = 0.92, 0.64,
 ///    0.54, then 0.48 for 4 or more; centre x = W (i + 0.5) / n, centre y = H * (0.30 sky,
-///    0.50 middle, 0.68 ground), clamped inside the canvas; corners rounded.
+///    0.50 middle, 0.68 ground), clamped inside the canvas; corners and side rounded like
+///    Python's round (exact halves to the even neighbour).
 /// 4. The image is resized bilinearly to the box.
 /// 5. Soft mask: colour distance from the grey, clamp((d - 0.04) / 0.12), blurred twice with a
 ///    3x3 box (edge clamp), times a feathered ellipse clamp((1 - r) / 0.35).

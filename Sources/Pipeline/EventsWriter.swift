@@ -6,7 +6,8 @@ import Foundation
 /// two hops when the onset path turns a class on there: `OnsetConfiguration.midHop`.)
 /// `-` writes to standard output.
 ///
-/// `{"t": 3.42, "active": [{"class": "dog barking", "score": 0.91}]}`
+/// `{"t": 3.475, "active": [{"class": "dog barking", "score": 0.910}]}` (t: three decimals, the
+/// architecture contract's example shows two)
 public final class EventsWriter {
     private let fd: Int32
     private let ownsDescriptor: Bool

@@ -9,10 +9,15 @@ import XCTest
 /// colours are checked at the centres of large flat quadrants with a tolerance of 40 of 255.
 final class VideoRecorderTests: XCTestCase {
     var dir: URL!
+    var ffmpeg = "", ffprobe = ""
     override func setUpWithError() throws {
-        guard VideoRecorder.ffmpegPath() != nil, FileManager.default.isExecutableFile(atPath: "/usr/bin/ffprobe") else {
-            throw XCTSkip("ffmpeg is not installed")
+        // the ffmpeg the recorder runs (found on PATH), and the ffprobe beside it
+        guard let f = VideoRecorder.ffmpegPath(),
+              FileManager.default.isExecutableFile(atPath: (f as NSString).deletingLastPathComponent + "/ffprobe") else {
+            throw XCTSkip("ffmpeg / ffprobe are not installed")
         }
+        ffmpeg = f
+        ffprobe = (f as NSString).deletingLastPathComponent + "/ffprobe"
         dir = TestPaths.makeTempDir("video")
     }
     override func tearDown() { if let dir { try? FileManager.default.removeItem(at: dir) } }
@@ -29,7 +34,7 @@ final class VideoRecorderTests: XCTestCase {
     }
 
     func probe(_ path: String) throws -> (width: Int, height: Int, frames: Int, rate: String) {
-        let r = try Binary.run("/usr/bin/ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+        let r = try Binary.run(ffprobe, ["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
                                                      "stream=width,height,nb_read_frames,r_frame_rate", "-of", "json", path], timeout: 60)
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
@@ -41,7 +46,7 @@ final class VideoRecorderTests: XCTestCase {
     /// The first frame as RGB bytes.
     func firstFrame(_ path: String) throws -> [UInt8] {
         let raw = dir.appendingPathComponent("first.rgb").path
-        let r = try Binary.run("/usr/bin/ffmpeg", ["-v", "error", "-y", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+        let r = try Binary.run(ffmpeg, ["-v", "error", "-y", "-i", path, "-frames:v", "1", "-f", "rawvideo",
                                                     "-pix_fmt", "rgb24", raw], timeout: 60)
         XCTAssertEqual(r.status, 0, r.stderr)
         return Array(try Data(contentsOf: URL(fileURLWithPath: raw)))

@@ -77,7 +77,9 @@ extension SafeTensorsTests {
 
 extension GraphNetworkTests {
     func graph(_ arch: String, _ tensors: [(String, [Int], [Float])], _ name: String) throws -> String {
-        let url = TestPaths.makeTempDir().appendingPathComponent(name)
+        let dir = TestPaths.makeTempDir()
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent(name)
         try SafeTensorsWriter.encode(tensors, metadata: ["architecture": arch]).write(to: url)
         return url.path
     }

@@ -16,7 +16,7 @@ sleeping cats, and 0.73, two different singer emoji), before any figure was reco
 must also look alike to the judge's image encoder: cosine >= FEATURE_MIN = 0.90 of the cached
 EfficientNet-Lite0 features (data/features/judge_lite0_imagenet_id.npz). This second condition
 removes the one false pair of the ranked list (0.84: a lightning bolt and fireworks, two mostly
-black rectangles with thin bright strokes); every pair kept has a cosine of at least 0.91.
+black rectangles with thin bright strokes); every pair kept has a cosine of at least 0.909.
 
   .venv/bin/python -m training.dataset.near_duplicates compute   -> training/dataset/tables/near_duplicates.json
   .venv/bin/python -m training.dataset.near_duplicates report    (the ranked pairs around the threshold)
@@ -127,10 +127,10 @@ def compute(data_root: Path):
 def excluded_test_ids(split_of: dict | None = None) -> set:
     """Test picture ids with a near-duplicate outside test: by the current data/manifest.csv splits
     (the table's list), or by the split assignment `split_of` {id: split} that a model was trained
-    with (e.g. the 638-picture split of data/features/image_embeddings.npz). Empty if the table is
-    missing."""
+    with (e.g. the 638-picture split of data/features/image_embeddings.npz). The table is committed;
+    without it the evaluations stop (a report must not call its test set deduplicated)."""
     if not TABLE.exists():
-        return set()
+        raise SystemExit(f"near_duplicates: {TABLE} is missing (make near-duplicates, or check out the committed one)")
     t = json.loads(TABLE.read_text())
     if split_of is None:
         return set(t["excluded_test_ids"])
