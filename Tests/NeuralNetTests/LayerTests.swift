@@ -149,15 +149,22 @@ final class LayerTests: XCTestCase {
         let s = FeatureShape(height: 10, width: 8, channels: 1)
         let t = try tensors([("w", [3, 3, 1, 32]), ("b", [32])])
         let x = values(s.count, seed: 5)
-        let (ref, rs) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 32, depthwise: false,
+        let (ref, _) = referenceConv(x, s, weight: Array(t["w"]!.buffer), kernel: (3, 3), cout: 32, depthwise: false,
                                       stride: (2, 2), pads: (0, 0, 1, 1), bias: Array(t["b"]!.buffer), relu: true)
         let base = Conv2D(weight: t["w"]!, bias: t["b"]!, stride: (2, 2), pads: (0, 0, 1, 1), activation: .relu)
+        assertEveryKernel(base, x, s, ref, "first-layer conv")
+    }
+
+    /// `base` run with every available GEMM kernel (scratch and output prefilled with NaN) must
+    /// give `ref`.
+    func assertEveryKernel(_ base: Conv2D, _ x: [Float], _ s: FeatureShape, _ ref: [Float], _ what: String,
+                           line: UInt = #line) {
         for k in GemmKernel.available {
             let layer = base.with(kernel: k)
             var scratch = [Float](repeating: .nan, count: max(1, layer.scratchCount(s)))
-            var y = [Float](repeating: .nan, count: rs.count)
+            var y = [Float](repeating: .nan, count: ref.count)
             layer.forward(x, s, into: &y, scratch: &scratch)
-            assertClose(y, ref, "first-layer conv \(k)")
+            assertClose(y, ref, "\(what) \(k)", line: line)
         }
     }
 
