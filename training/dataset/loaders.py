@@ -81,8 +81,10 @@ class Dataset:
         return np.asarray(Image.open(self.root / row["path"]).convert("RGB"))
 
     def sample_mixture(self, rng: np.random.Generator, n_sources: int = 2, split: str = "train",
-                       seconds: float = 4.0, augment: bool = True, noise: bool = True) -> dict:
-        """Draw n_sources clips of different classes from `split` and mix them."""
+                       seconds: float = 4.0, augment: bool = True, noise: bool = True,
+                       keep_parts: bool = False) -> dict:
+        """Draw n_sources clips of different classes from `split` and mix them (keep_parts: see
+        make_mixture)."""
         by_cls: Dict[str, List[dict]] = {}
         for r in self.rows(kind="audio", split=split):
             by_cls.setdefault(r["class"], []).append(r)
@@ -94,7 +96,7 @@ class Dataset:
         clips = [self.load_clip(r) for r in rows]
         if augment:
             clips = [augment_audio(c, rng) for c in clips]
-        m = make_mixture(clips, rng, seconds=seconds, noise=noise)
+        m = make_mixture(clips, rng, seconds=seconds, noise=noise, keep_parts=keep_parts)
         m["classes"] = [r["class"] for r in rows]
         for s, r in zip(m["sources"], rows):
             s.update({"id": r["id"], "class": r["class"]})
@@ -146,18 +148,20 @@ def reverb(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 # ------------------------------------------------------------------ mixtures
 
 def make_mixture(clips: Sequence[np.ndarray], rng: np.random.Generator, seconds: float = 4.0,
-                 noise: bool = True, level_db: Optional[float] = None) -> dict:
+                 noise: bool = True, level_db: Optional[float] = None, keep_parts: bool = False) -> dict:
     """Mix clips into one `seconds` long signal.
 
     Each source: looped if shorter than 1 s of the window, placed at a random offset
     (0..50% of the window, clipped to fit), levelled to ref + U(-REL_DB/2, REL_DB/2) dB
     active RMS where ref ~ U(LEVEL_MIN, LEVEL_MAX). Optional pink-ish background noise at
     U(15, 35) dB below ref. Returns {"audio", "sources": [{"offset_s", "gain_db", "level_db",
-    "length_s"}], "noise_db"}; the sum is scaled down if it would clip."""
+    "length_s"}], "noise_db"}; the sum is scaled down if it would clip. With keep_parts, also
+    "stems" [S, n] (each levelled source in place), "noise" [n] (zeros without noise) and "scale"
+    (the peak scaling): audio == (stems.sum(0) + noise) * scale, same draws from rng."""
     n = int(round(seconds * SR))
     ref = rng.uniform(LEVEL_MIN, LEVEL_MAX) if level_db is None else level_db
     out = np.zeros(n, dtype=np.float64)
-    info = []
+    info, stems = [], []
     for c in clips:
         c = np.asarray(c, dtype=np.float64)
         if len(c) == 0:
@@ -170,19 +174,24 @@ def make_mixture(clips: Sequence[np.ndarray], rng: np.random.Generator, seconds:
         g = 10 ** ((lvl - audio.active_rms_db(c)) / 20)
         seg = c[:n - off] * g
         out[off:off + len(seg)] += seg
+        if keep_parts:
+            stems.append(np.zeros(n))
+            stems[-1][off:off + len(seg)] = seg
         info.append({"offset_s": off / SR, "gain_db": float(20 * np.log10(g)),
                      "level_db": float(lvl), "length_s": len(seg) / SR})
-    noise_db = None
+    noise_db, w = None, np.zeros(n)
     if noise:
         noise_db = float(ref - rng.uniform(*NOISE_SNR_DB))
         w = lfilter([1.0], [1.0, -0.95], rng.standard_normal(n))
         w *= 10 ** ((noise_db - audio.rms_db(w)) / 20)
         out += w
     pk = np.abs(out).max()
-    if pk > 0.98:
-        out *= 0.98 / pk
-    return {"audio": out.astype(np.float32), "sources": info, "noise_db": noise_db,
-            "level_db": float(ref)}
+    scale = 0.98 / pk if pk > 0.98 else 1.0
+    out *= scale
+    m = {"audio": out.astype(np.float32), "sources": info, "noise_db": noise_db, "level_db": float(ref)}
+    if keep_parts:
+        m.update(stems=np.array(stems), noise=w, scale=scale)
+    return m
 
 
 def write_eval_set(ds: Dataset, dest: Path, n: int, n_sources: int, seed: int,

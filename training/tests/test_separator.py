@@ -168,3 +168,28 @@ def test_flops_count():
     # the three big linears dominate: fc1 1024x512, fc2 512x512, per-class emb1 46x(512x256), emb2 46x(256x128)
     big = 2 * (1024 * 512 + 512 * 512 + 512 * 46 + 46 * 512 * 256 + 46 * 256 * 128)
     assert big < f < big * 1.01
+
+
+@pytest.mark.parametrize("lengths", [(16000, 24000), (80000, 3000), (64000, 64000, 9000)])
+def test_make_mixture_keeps_its_parts(lengths):
+    """make_mixture(keep_parts=True) (presence_bound.py rebuilds the fixed evaluation sets source by
+    source with it) draws exactly as without: same audio; each source in its own stem, where the
+    mixture placed it; stems + noise, scaled, add up to the mixture."""
+    from training.dataset import loaders
+    g = np.random.default_rng(3)
+    clips = [(g.standard_normal(n) * 10 ** (-g.uniform(0, 3))).astype(np.float32) for n in lengths]
+    want = loaders.make_mixture(clips, np.random.default_rng(7))
+    got = loaders.make_mixture(clips, np.random.default_rng(7), keep_parts=True)
+    np.testing.assert_array_equal(got["audio"], want["audio"])
+    assert got["sources"] == want["sources"] and got["noise_db"] == want["noise_db"]
+    assert got["stems"].shape == (len(clips), len(want["audio"]))
+    for st, info in zip(got["stems"], want["sources"]):
+        on = np.flatnonzero(st)
+        assert on[0] == round(info["offset_s"] * loaders.SR)
+        assert len(on) <= round(info["length_s"] * loaders.SR)
+    assert np.abs(got["noise"]).max() > 0
+    np.testing.assert_allclose((got["stems"].sum(0) + got["noise"]) * got["scale"], got["audio"], atol=1e-6)
+    spiky = [np.where(np.arange(len(c)) % 4000 == 0, 1.0, 1e-4 * c).astype(np.float32) for c in clips]
+    loud = loaders.make_mixture(spiky, np.random.default_rng(7), keep_parts=True)   # levelled on active RMS: peaks clip
+    assert loud["scale"] < 1 and np.abs(loud["audio"]).max() <= 0.98 + 1e-6
+    np.testing.assert_allclose((loud["stems"].sum(0) + loud["noise"]) * loud["scale"], loud["audio"], atol=1e-5)
