@@ -5,6 +5,7 @@
 # the autoencoder's length; see training/reports/generator_notes.md "A longer autoencoder".
 #   G0: ae_steps 2600 (the shipped recipe)      G1: ae_steps 5200
 #   G2: autoencoder alone, ae_steps 10400 with snapshots at 2600 and 5200 (the ceiling curve only)
+# SWEEP=2: latent-translation augmentation (G3, G3b); SWEEP=3: multi-subject composites (G0p, C1, C2)
 # Needs data/images, data/manifest.csv, data/features/image_embeddings.npz. Writes slim results
 # (EMA / weights only, no optimiser state, no reflow pairs) as <run>.tar.gz under $OUT.
 set -u
@@ -38,6 +39,24 @@ run() {  # name, extra --set values...
   $PY -m training.generator.train --config $CFG --run $R/$name --set "${common[@]}" "$@" "${dry[@]}" > "$OUT/$name.log" 2>&1
   echo "$name exit $?" >> "$OUT/status.txt"; slim $R/$name
 }
+if [ "${SWEEP:-1}" = 3 ]; then
+  # twelfth session: multi-subject composites for the paper-style mixed image (generator.md, "Twelfth
+  # session"). The shipped run's latents (and its autoencoder's composites) are carried in $BASE;
+  # no autoencoder is trained: G0p = the shipped recipe on them (control), C1 / C2 = p_comp 0.25 / 0.5.
+  BASE=${BASE:-training/runs/gpu12}
+  (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU") > "$OUT/status.txt"
+  for r in G0p C1 C2; do
+    mkdir -p $R/$r; cp $BASE/latents.npz $BASE/config.json $R/$r/; touch $R/$r/ae.done $R/$r/latents.done
+  done
+  for r in C1 C2; do cp $BASE/composites.npz $R/$r/; touch $R/$r/composites.done; done
+  (sleep ${DEADLINE:-470}; echo "deadline: partial results" >> "$OUT/status.txt"; for r in G0p C1 C2; do slim $R/$r; done) &
+  dog=$!
+  run G0p p_comp=0.0 & p0=$!
+  run C1 p_comp=0.25 comp_n=2048 & p1=$!
+  run C2 p_comp=0.5 comp_n=2048 & p2=$!
+  wait $p0 $p1 $p2; kill $dog 2>/dev/null
+  cat "$OUT/status.txt"; ls -la "$OUT"; exit 0
+fi
 if [ "${SWEEP:-1}" = 2 ]; then
   # second call: latent-translation augmentation of the teacher (notes: "a second GPU call")
   (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "no GPU") > "$OUT/status.txt"

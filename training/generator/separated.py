@@ -22,7 +22,9 @@ class Separated:
     = mean over patches of sigmoid(presence logit); the ablation's embedding = L2-normalised
     mean over patches."""
 
-    def __init__(self, data_root, classes):
+    def __init__(self, data_root, classes, cache="audio_eval.npz"):
+        """cache: the YAMNet embeddings of the mixtures under <data_root>/features/ (the TEST
+        mixtures; audio_val_clips.npz holds the 60 val mixtures per source count)."""
         from training.avgas.export import load_exported
         self.root = Path(data_root)
         self.classes = classes
@@ -31,7 +33,7 @@ class Separated:
             self.abl, _, _ = load_exported("ablation")
         except (FileNotFoundError, OSError):
             self.abl = None  # the ablation is exported later by the separator issue
-        self.z = np.load(self.root / "features" / "audio_eval.npz", allow_pickle=True)
+        self.z = np.load(self.root / "features" / cache, allow_pickle=True)
         sc = json.loads(self.sep_meta["classes"])
         assert sc == list(classes), "separator class order differs from Assets/classes.json"
 

@@ -5,8 +5,11 @@ Stages (each checkpointed under <run>/, skipped when <run>/<stage>.done exists):
            of the train-split images; no normalisation layers, so crops and full images match)
   latents  encode every image (and its mirror), per-channel mean/std of the train split,
            normalised latents cached in <run>/latents.npz
+  composites  (only with p_comp > 0) two- and three-subject scenes of train pictures laid out by
+           compose.compose, conditioned on the blend of their embeddings (the paper-style input)
   teacher  rectified-flow (flow-matching) latent U-Net conditioned on the 128-d visual embedding
-           with 10% embedding dropout (classifier-free guidance); EMA weights
+           with 10% embedding dropout (classifier-free guidance); EMA weights; with p_comp > 0 that
+           share of each batch is composites
   pairs    teacher ODE (Euler, guidance w) from noise x0 -> x1 for train embeddings (instance,
            same-class blends, perturbed): the reflow coupling
   student  reflow: student (teacher architecture, initialised from the teacher EMA) regresses
@@ -53,6 +56,7 @@ CONFIGS = {
         teacher_steps=24600, teacher_batch=64, teacher_lr=4e-4, p_uncond=0.1, ema=0.999,
         pairs=6144, pair_steps=16, guidance=2.5,
         student_steps=4000, student_batch=64, student_lr=1e-4, p_real=0.25,
+        p_comp=0.0, comp_n=2048, comp_three=0.25,
         threads=1, ckpt_every=200, log_every=25,
     ),
     # CI smoke test: a couple of minutes on one core, no real dataset needed
@@ -63,6 +67,7 @@ CONFIGS = {
         teacher_steps=60, teacher_batch=16, teacher_lr=1e-3, p_uncond=0.1, ema=0.9,
         pairs=32, pair_steps=4, guidance=2.0,
         student_steps=40, student_batch=16, student_lr=5e-4, p_real=0.25,
+        p_comp=0.0, comp_n=64, comp_three=0.25,
         threads=1, ckpt_every=20, log_every=5,
     ),
 }
@@ -211,6 +216,52 @@ def stage_latents(run, cfg, imgs, rows, emb):
     (run / "latents.done").touch()
 
 
+def stage_composites(run, cfg, imgs, rows, layers):
+    """Two- and three-subject training pictures for the paper-style mixed image (cfg p_comp > 0):
+    comp_n scenes laid out by compose.compose from TRAIN pictures of distinct classes (three with
+    probability comp_three), each picture's score U(0.5, 1); the scene's condition is
+    sample.mixture_embedding of the pictures' embeddings with those scores as weights, which is
+    how the paper-style input is formed from separated embeddings. Encoded and normalised like
+    the single pictures. Writes composites.npz (z float16 [N, C, 16, 16], emb [N, D], classes)."""
+    from . import compose, sample
+    L = load_latents(run)
+    assert list(L["ids"]) == [r["id"] for r in rows], "latents and image rows differ"
+    tr = np.flatnonzero(L["splits"] == "train")
+    cls = L["classes"]
+    rng = np.random.default_rng(5)
+    enc, _ = load_ae(run, cfg)
+    mu, sd = L["mu"][None, :, None, None], L["sd"][None, :, None, None]
+    Z, E, C = [], [], []
+    for b in tqdm(range(0, cfg["comp_n"], 32), desc="composites"):
+        pics, embs = [], []
+        for _ in range(min(32, cfg["comp_n"] - b)):
+            k = 3 if rng.random() < cfg["comp_three"] else 2
+            pick = []
+            while len(pick) < k:
+                i = int(tr[rng.integers(len(tr))])
+                if all(cls[i] != cls[j] for j in pick):
+                    pick.append(i)
+            w = rng.uniform(0.5, 1.0, k)
+            items = [{"class": str(cls[i]), "score": float(wj), "layer": layers.get(str(cls[i]), "middle"),
+                      "image": imgs[i].astype(np.float32) / 255} for i, wj in zip(pick, w)]
+            pics.append(compose.compose(items))
+            embs.append(sample.mixture_embedding([L["emb"][i] for i in pick], w))
+            C.append("|".join(str(cls[i]) for i in pick))
+        with torch.no_grad():
+            z = enc(img=torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float()).numpy()
+        Z.append(((z - mu) / sd).astype(np.float16)); E += embs
+    np.savez(run / "composites.npz", z=np.concatenate(Z), emb=np.stack(E).astype(np.float32), classes=np.array(C))
+    (run / "composites.done").touch()
+
+
+def load_composites(run, cfg):
+    """(z float32, emb) of composites.npz, or None when the run trains on single pictures only."""
+    if not cfg.get("p_comp"):
+        return None
+    c = np.load(run / "composites.npz")
+    return c["z"].astype(np.float32), c["emb"]
+
+
 def emb_sha(E):
     import hashlib
     return hashlib.sha1(np.ascontiguousarray(E, np.float32).tobytes()).hexdigest()[:16]
@@ -229,6 +280,7 @@ def stage_teacher(run, cfg):
     set_seed(2)
     L = load_latents(run)
     z, zf, e, cls = train_split(L)
+    comp = load_composites(run, cfg)
     dev = device_of(cfg)
     net = arch.build("denoiser", cfg).to(dev)
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -250,8 +302,12 @@ def stage_teacher(run, cfg):
         x1 = np.where(flip[:, None, None, None], zf[idx], z[idx])
         if cfg.get("teacher_shift", 0):
             x1 = shift_latents(x1, cfg["teacher_shift"], rng)
-        x1 = torch.from_numpy(x1)
-        eb = torch.from_numpy(augment_emb_idx(e, cls, idx, rng))
+        eb = augment_emb_idx(e, cls, idx, rng)
+        if comp is not None:   # a share p_comp of the batch: multi-subject scenes and their blended condition
+            m = np.flatnonzero(rng.random(B) < cfg["p_comp"])
+            j = rng.integers(0, len(comp[0]), len(m))
+            x1[m], eb[m] = comp[0][j], comp[1][j]
+        x1, eb = torch.from_numpy(x1), torch.from_numpy(eb)
         eb[torch.from_numpy(rng.random(B) < cfg["p_uncond"])] = 0.0
         x0 = torch.randn_like(x1)
         t = torch.rand(B)
@@ -326,6 +382,7 @@ def stage_pairs(run, cfg):
     z, _, e, cls = train_split(L)
     dev = device_of(cfg)
     net = load_denoiser(run, cfg, "teacher").to(dev)
+    comp = load_composites(run, cfg)
     rng = np.random.default_rng(3)
     n = cfg["pairs"]
     ck = run / "pairs_partial.npz"
@@ -337,7 +394,11 @@ def stage_pairs(run, cfg):
     bs = cfg.get("pair_batch", 64)
     while done < n:
         idx = rng.integers(0, len(z), bs)
-        eb = torch.from_numpy(augment_emb_idx(e, cls, idx, rng))
+        eb = augment_emb_idx(e, cls, idx, rng)
+        if comp is not None:   # the same share of blended (multi-subject) conditions as the teacher saw
+            m = np.flatnonzero(rng.random(bs) < cfg["p_comp"])
+            eb[m] = comp[1][rng.integers(0, len(comp[1]), len(m))]
+        eb = torch.from_numpy(eb)
         g = torch.Generator().manual_seed(1000 + done)
         x0 = torch.randn((bs,) + z.shape[1:], generator=g)
         x1 = teacher_sample(net, eb.to(dev), x0.to(dev), cfg["pair_steps"], cfg["guidance"]).cpu()
@@ -399,7 +460,7 @@ def stage_student(run, cfg):
     (run / "student.done").touch()
 
 
-STAGES = ["ae", "latents", "teacher", "pairs", "student"]
+STAGES = ["ae", "latents", "composites", "teacher", "pairs", "student"]
 
 
 def main(argv=None):
@@ -433,7 +494,8 @@ def main(argv=None):
         cfg = {**cfg, **old, **overrides}
     json.dump(cfg, open(cfgp, "w"), indent=1)
     todo = [s for s in args.stages.split(",") if s]
-    need_data = any(s in ("ae", "latents") and not (run / f"{s}.done").exists() for s in todo)
+    need_data = any(s in (("ae", "latents", "composites") if cfg.get("p_comp") else ("ae", "latents"))
+                    and not (run / f"{s}.done").exists() for s in todo)
     if need_data:
         need_emb = "latents" in todo and not (run / "latents.done").exists()
         classes, rows, imgs, emb = load_source(args, cfg, need_emb)
@@ -447,6 +509,11 @@ def main(argv=None):
             stage_ae(run, cfg, imgs, rows)
         elif s == "latents":
             stage_latents(run, cfg, imgs, rows, emb)
+        elif s == "composites":
+            if cfg.get("p_comp"):
+                stage_composites(run, cfg, imgs, rows, data.load_classes(args.classes)[1])
+            else:
+                (run / "composites.done").touch()   # single pictures only: nothing to build
         elif s == "teacher":
             stage_teacher(run, cfg)
         elif s == "pairs":

@@ -303,3 +303,45 @@ def test_tiny_evaluate_writes_the_report(trained, tmp_path):
         assert heading in text, heading
     pngs = sorted(p.name for p in rep.glob("*.png"))
     assert len(pngs) >= 3, pngs
+
+
+def test_composites_stage_builds_blended_scenes(trained, tmp_path):
+    """p_comp > 0: the composites stage lays out 2-3 train pictures of distinct classes, encodes
+    them like single pictures and conditions each on sample.mixture_embedding of their embeddings;
+    the teacher and pairs stages then train with them (finite loss), and a run without p_comp
+    builds nothing."""
+    import shutil
+    _, run, _, data, _ = trained
+    comp = tmp_path / "comp"
+    comp.mkdir()
+    for f in ("ae.pt", "ae.done", "latents.npz", "latents.done", "config.json"):
+        shutil.copy(run / f, comp / f)
+    common = ["--config", "tiny", "--run", str(comp), "--data", str(data), "--classes", str(data / "classes.json"),
+              "--allow-fake-embeddings"]
+    train.main([*common, "--stages", "composites,teacher,pairs", "--set", "p_comp=0.5", "comp_n=40",
+                "teacher_steps=20", "pairs=32"])
+    C = np.load(comp / "composites.npz")
+    L = train.load_latents(comp)
+    assert C["z"].shape == (40,) + L["z"].shape[1:] and C["z"].dtype == np.float16
+    names = [c.split("|") for c in C["classes"]]
+    assert {len(n) for n in names} <= {2, 3} and all(len(set(n)) == len(n) for n in names)
+    assert np.allclose(np.linalg.norm(C["emb"], axis=1), 1, atol=1e-5)
+    # the condition is a blend of train embeddings of exactly those classes: nearer to each of them
+    # than to the other classes' mean embedding
+    tr = L["splits"] == "train"
+    mean = {c: L["emb"][tr & (L["classes"] == c)].mean(0) for c in set(L["classes"][tr])}
+    for e, n in zip(C["emb"], names):
+        sims = {c: float(e @ m / np.linalg.norm(m)) for c, m in mean.items()}
+        assert min(sims[c] for c in n) > max([v for c, v in sims.items() if c not in n], default=-1)
+    # the picture is what compose.compose draws (not a single subject): it differs from every train picture
+    assert np.abs(C["z"].astype(np.float32)[:, None] - L["z"][tr][None]).mean(axis=(2, 3, 4)).min() > 1e-3
+    losses = [r["loss"] for r in read_log(comp / "log_teacher.jsonl")]
+    assert losses and all(np.isfinite(losses))
+    assert (comp / "pairs.npz").exists()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in ("ae.pt", "ae.done", "latents.npz", "latents.done", "config.json"):
+        shutil.copy(run / f, plain / f)
+    train.main(["--config", "tiny", "--run", str(plain), "--data", str(tmp_path / "no-data"),
+                "--classes", str(data / "classes.json"), "--stages", "composites"])
+    assert (plain / "composites.done").exists() and not (plain / "composites.npz").exists()
