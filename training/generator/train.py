@@ -289,6 +289,11 @@ def stage_teacher(run, cfg):
     if ck.exists():
         s = torch.load(ck)
         net.load_state_dict(s["net"]); ema.load_state_dict(s["ema"]); opt.load_state_dict(s["opt"]); step = s["step"]
+    elif cfg.get("teacher_init"):
+        # fine-tune: start from another run's teacher (its EMA weights, as exported), with a fresh
+        # optimiser and this run's own schedule of teacher_steps
+        s = torch.load(cfg["teacher_init"])
+        net.load_state_dict(s["ema"]); ema.load_state_dict(s["ema"])
     log = Logger(run / "log_teacher.jsonl")
     rng = np.random.default_rng(step + 7)
     total, B = cfg["teacher_steps"], cfg["teacher_batch"]
