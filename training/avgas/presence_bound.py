@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from training.dataset import audio as dsaudio
-from training.dataset import loaders
+from training.dataset import build, loaders
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "training/reports/presence_bound.json"
@@ -46,18 +46,18 @@ ROWS = (("mixture_shipped", "the mixture (as mixed)", "live presence source"),
 def replay_eval_set(ds, n, n_sources, seed, split):
     """The mixtures of loaders.write_eval_set(ds, ..., n, n_sources, seed, split) again, in order,
     each with its parts kept apart (Dataset.sample_mixture(keep_parts=True): the same draws)."""
-    rng = np.random.default_rng(seed)
-    return [ds.sample_mixture(rng, n_sources=n_sources, split=split, seconds=4.0, augment=False, noise=True,
-                              keep_parts=True) for _ in range(n)]
+    return list(loaders.eval_set_draws(ds, n, n_sources, seed, split, keep_parts=True))
 
+
+GRID = np.round(np.arange(0.1, 0.951, 0.05), 2)   # thresholds of the sensitivity figure
 
 SETS = {  # name: (folder, seed, split, n) as written by dataset/build.py and avgas/features.py
     "val": ("data/features/val_mixtures/eval_2src", 100 + 2, "val", 60),
-    "test": ("data/mixtures/eval_2src", 20250418 + 2, "test", 100),
+    "test": ("data/mixtures/eval_2src", build.SEED + 2, "test", 100),
 }
 
 
-def scores(yam, x, names_idx):
+def scores(yam, x):
     from training.avgas import evaluate as ev
     from training.avgas.features import clip_patches
     e, lg = yam(clip_patches(np.asarray(x, np.float32), 48))
@@ -82,29 +82,36 @@ def main(argv=None):
         items = loaders.load_eval_set(ROOT / folder)
         mixes = replay_eval_set(ds, n, 2, seed, split)
         assert len(items) == len(mixes) == n, (name, len(items), len(mixes))
-        worst = 0.0
+        worst, differ = 0.0, 0
         T = np.zeros((n, len(names)), bool)
-        pred = {k: np.zeros((n, len(names)), bool) for k in ("mixture_shipped", "mixture_mapping",
-                                                             "oracle_shipped", "oracle_mapping")}
+        # clip-level scores; a class named for a source alone counts for the mixture (union over its
+        # sources = the largest of their scores against the threshold)
+        S = {k: np.zeros((n, len(names)), np.float32) for k in ("mixture_shipped", "mixture_mapping",
+                                                                "oracle_shipped", "oracle_mapping")}
         for i, (it, m) in enumerate(zip(items, mixes)):
             assert it["classes"] == m["classes"], (name, i)
             wav = dsaudio.load_16k(ROOT / folder / it["path"])
-            worst = max(worst, float(np.abs(wav - m["audio"]).max()))
+            d = float(np.abs(wav - m["audio"]).max())
+            worst, differ = max(worst, d), differ + (d > 1e-3)
             for c in m["classes"]:
                 T[i, cidx[c]] = True
-            s, mp = scores(yam, m["audio"], cidx)
-            pred["mixture_shipped"][i] = s >= head_thr
-            pred["mixture_mapping"][i] = mp >= 0.45
+            S["mixture_shipped"][i], S["mixture_mapping"][i] = scores(yam, m["audio"])
             for st in m["stems"]:
-                s, mp = scores(yam, (st + m["noise"]) * m["scale"], cidx)
-                pred["oracle_shipped"][i] |= s >= head_thr
-                pred["oracle_mapping"][i] |= mp >= 0.45
-        row = {"mixtures": n, "max_abs_difference_replay_vs_wav": worst}
-        for k, p in pred.items():
+                s, mp = scores(yam, (st + m["noise"]) * m["scale"])
+                S["oracle_shipped"][i] = np.maximum(S["oracle_shipped"][i], s)
+                S["oracle_mapping"][i] = np.maximum(S["oracle_mapping"][i], mp)
+        row = {"mixtures": n, "max_abs_difference_replay_vs_wav": worst,
+               "mixtures_whose_replay_differs_from_the_file": differ}
+        for k, sc in S.items():
+            thr = head_thr if k.endswith("shipped") else 0.45
+            p = sc >= thr
             per, mac = ev.f1_table(p, T)
+            sweep = {f"{t:.2f}": round(ev.f1_table(sc >= t, T)[1], 4) for t in GRID}
+            best = max(sweep, key=sweep.get)
             row[k] = {"macro_f1": round(mac, 4), "classes": len(per),
                       "recall": round(float((p & T).sum() / T.sum()), 4),
-                      "wrong_per_mixture": round(float((p & ~T).sum(1).mean()), 3)}
+                      "wrong_per_mixture": round(float((p & ~T).sum(1).mean()), 3),
+                      "best_threshold_on_this_set": float(best), "macro_f1_at_it": sweep[best]}
         res["sets"][name] = row
         print(name, json.dumps(row), flush=True)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
@@ -117,18 +124,27 @@ def markdown(res):
          "Written by `python -m training.avgas.presence_bound` (method in its module doc). Live presence "
          f"source: learned head noisy-OR mapping, clip threshold {res['head_threshold']} (chosen on the val "
          f"mixtures as in separator.md); mapping alone: {res['mapping_threshold']}.", "",
-         "| set | scored on | presence source | macro F1 | recall | wrong classes per mixture |",
-         "|---|---|---|---:|---:|---:|"]
+         "| set | scored on | presence source | macro F1 | recall | wrong classes per mixture | "
+         "best threshold on the set itself: macro F1 (threshold) |",
+         "|---|---|---|---:|---:|---:|---:|"]
     for name, row in res["sets"].items():
         for key, what, src in ROWS:
             r = row[key]
             L.append(f"| {name} ({row['mixtures']} two-source mixtures, {r['classes']} classes) | {what} | {src} | "
-                     f"{r['macro_f1']:.3f} | {r['recall']:.3f} | {r['wrong_per_mixture']:.2f} |")
+                     f"{r['macro_f1']:.3f} | {r['recall']:.3f} | {r['wrong_per_mixture']:.2f} | "
+                     f"{r['macro_f1_at_it']:.3f} ({r['best_threshold_on_this_set']:.2f}) |")
+    v = res["sets"]["val"]
+    L += ["", f"The val rows are scored on the replayed audio: {v['mixtures_whose_replay_differs_from_the_file']} of "
+          f"its {v['mixtures']} mixtures pick another recording of the same class than the cached files (val "
+          "recordings added after those were written). The last column picks the threshold on the set it scores "
+          "(optimistic: a sensitivity figure, not a result)."]
     t = res["sets"]["test"]["oracle_shipped"]["macro_f1"]
-    v = res["sets"]["val"]["oracle_shipped"]["macro_f1"]
+    v = v["oracle_shipped"]["macro_f1"]
+    tb = res["sets"]["test"]["oracle_shipped"]["macro_f1_at_it"]
     L += ["", f"Perfect separation followed by the live presence source would reach macro F1 {t:.3f} on the test "
-          f"mixtures ({v:.3f} on val): the recognisers on the frozen YAMNet backbone, not the mixing, keep two-source "
-          "presence below issue 5's 0.8 (the sources scored alone are named with recall about 0.8 and 1.7-1.9 wrong "
+          f"mixtures ({v:.3f} on val; {tb:.3f} with the best threshold picked on test itself): mixing costs about "
+          f"{t - res['sets']['test']['mixture_shipped']['macro_f1']:.2f}, but even without it two-source presence stays "
+          "below issue 5's 0.8 (the sources scored alone are named with recall about 0.8 and 1.7-1.9 wrong "
           "classes per mixture). Reaching 0.8 would take a read-out of the frozen YAMNet backbone that names held-out "
           "single recordings far better than the learned head does; none of the read-outs, banks, trackers or fine-tuning "
           "studied in training/reports/listening.md did (the recordings, mostly two to ten per class, bound them).", ""]

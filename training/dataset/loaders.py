@@ -194,19 +194,27 @@ def make_mixture(clips: Sequence[np.ndarray], rng: np.random.Generator, seconds:
     return m
 
 
+def eval_set_draws(ds: Dataset, n: int, n_sources: int, seed: int, split: str = "test",
+                   seconds: float = 4.0, keep_parts: bool = False):
+    """The n mixtures of a fixed evaluation set, in order, from one generator seeded with `seed`
+    (write_eval_set writes these; keep_parts=True gives the same mixtures with their parts apart,
+    see make_mixture)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield ds.sample_mixture(rng, n_sources=n_sources, split=split, seconds=seconds,
+                                augment=False, noise=True, keep_parts=keep_parts)
+
+
 def write_eval_set(ds: Dataset, dest: Path, n: int, n_sources: int, seed: int,
                    split: str = "test", seconds: float = 4.0) -> int:
     """Write a fixed evaluation set: dest/mixtures.jsonl + dest/<id>.wav (no augmentation).
     Returns how many mixtures were written (0 when the split has too few classes)."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     classes = {r["class"] for r in ds.rows(kind="audio", split=split)}
     lines = []
     if len(classes) >= n_sources:
-        for i in range(n):
-            m = ds.sample_mixture(rng, n_sources=n_sources, split=split, seconds=seconds,
-                                  augment=False, noise=True)
+        for i, m in enumerate(eval_set_draws(ds, n, n_sources, seed, split, seconds)):
             mid = f"mix{n_sources}_{i:04d}"
             audio.write_wav16(dest / f"{mid}.wav", m["audio"])
             lines.append(json.dumps({"id": mid, "path": f"{mid}.wav", "classes": m["classes"],

@@ -33,14 +33,10 @@ def main(argv=None):
     torch.set_num_threads(1)
     from training.avgas.judge_refit import TRAINONLY_PATH
     from training.dataset.near_duplicates import TABLE
-    from .export import select_exemplars
-    run = Path(a.run)
     classes, _ = data.load_classes("Assets/classes.json")
     judge = Judge(classes, a.data, path=TRAINONLY_PATH)
-    gen = Gen(run, json.load(open(run / "config.json")))
+    gen = Gen.with_bank(a.run, classes)
     L = gen.L
-    sel = select_exemplars(L, classes, 4)
-    gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
     idx = sr.val_images(L, a.data)
     dup = set(json.loads(TABLE.read_text())["val_ids_with_train_duplicate"])
     clean = np.array([str(L["ids"][i]) not in dup for i in idx])

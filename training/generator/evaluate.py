@@ -258,6 +258,19 @@ class Gen:
         self.bank_e = embs
         self.bank_c = cls_idx
 
+    @classmethod
+    def with_bank(cls, run, classes, per_class=4):
+        """The run's generator with the exemplar bank the export ships (export.select_exemplars:
+        per_class train pictures of each class) for retrieval mode."""
+        from .export import select_exemplars
+        run = Path(run)
+        gen = cls(run, json.load(open(run / "config.json")))
+        L = gen.L
+        sel = select_exemplars(L, classes, per_class)
+        gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
+        gen.bank_idx = sel   # rows of the run's latents that form the bank
+        return gen
+
     def noise(self, n, seed):
         return torch.randn((n,) + self.shape, generator=torch.Generator().manual_seed(seed))
 
@@ -352,11 +365,8 @@ def main(argv=None):
     rep.mkdir(parents=True, exist_ok=True)
     cfg = json.load(open(run / "config.json"))
     classes, layers = data.load_classes(args.classes)
-    gen = Gen(run, cfg)
-    L = gen.L
-    from .export import select_exemplars
-    sel = select_exemplars(L, classes, args.per_class_exemplars)
-    gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
+    gen = Gen.with_bank(run, classes, args.per_class_exemplars)
+    L, sel = gen.L, gen.bank_idx
     judge = Judge(classes, args.data)
     feats = Features(judge)
     M = {"headline": {}, "judge": judge.name}

@@ -49,12 +49,8 @@ def ae_ceiling(run, judge, classes, data_root):
 
 def evaluate_run(run, judge, classes, data_root):
     run = Path(run)
-    cfg = json.load(open(run / "config.json"))
-    gen = Gen(run, cfg)
+    gen = Gen.with_bank(run, classes)
     L = gen.L
-    from .export import select_exemplars
-    sel = select_exemplars(L, classes, 4)
-    gen.set_bank(L["z"][sel], L["emb"][sel], np.array([classes.index(str(c)) for c in L["classes"][sel]]))
     idx = val_images(L, data_root)
     cls = [str(L["classes"][i]) for i in idx]
     cidx = np.array([classes.index(c) for c in cls])

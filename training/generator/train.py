@@ -262,6 +262,13 @@ def load_composites(run, cfg):
     return c["z"].astype(np.float32), c["emb"]
 
 
+def composite_rows(comp, n, p, rng):
+    """Which of a batch's n rows become composites (each with probability p) and which composite
+    each takes: (rows, composite indices)."""
+    m = np.flatnonzero(rng.random(n) < p)
+    return m, rng.integers(0, len(comp[1]), len(m))
+
+
 def emb_sha(E):
     import hashlib
     return hashlib.sha1(np.ascontiguousarray(E, np.float32).tobytes()).hexdigest()[:16]
@@ -309,8 +316,7 @@ def stage_teacher(run, cfg):
             x1 = shift_latents(x1, cfg["teacher_shift"], rng)
         eb = augment_emb_idx(e, cls, idx, rng)
         if comp is not None:   # a share p_comp of the batch: multi-subject scenes and their blended condition
-            m = np.flatnonzero(rng.random(B) < cfg["p_comp"])
-            j = rng.integers(0, len(comp[0]), len(m))
+            m, j = composite_rows(comp, B, cfg["p_comp"], rng)
             x1[m], eb[m] = comp[0][j], comp[1][j]
         x1, eb = torch.from_numpy(x1), torch.from_numpy(eb)
         eb[torch.from_numpy(rng.random(B) < cfg["p_uncond"])] = 0.0
@@ -401,8 +407,8 @@ def stage_pairs(run, cfg):
         idx = rng.integers(0, len(z), bs)
         eb = augment_emb_idx(e, cls, idx, rng)
         if comp is not None:   # the same share of blended (multi-subject) conditions as the teacher saw
-            m = np.flatnonzero(rng.random(bs) < cfg["p_comp"])
-            eb[m] = comp[1][rng.integers(0, len(comp[1]), len(m))]
+            m, j = composite_rows(comp, bs, cfg["p_comp"], rng)
+            eb[m] = comp[1][j]
         eb = torch.from_numpy(eb)
         g = torch.Generator().manual_seed(1000 + done)
         x0 = torch.randn((bs,) + z.shape[1:], generator=g)
@@ -515,10 +521,9 @@ def main(argv=None):
         elif s == "latents":
             stage_latents(run, cfg, imgs, rows, emb)
         elif s == "composites":
-            if cfg.get("p_comp"):
-                stage_composites(run, cfg, imgs, rows, data.load_classes(args.classes)[1])
-            else:
-                (run / "composites.done").touch()   # single pictures only: nothing to build
+            if not cfg.get("p_comp"):   # single pictures only: nothing to build, and no composites.done
+                continue                # (a later resume with p_comp > 0 must still build them)
+            stage_composites(run, cfg, imgs, rows, data.load_classes(args.classes)[1])
         elif s == "teacher":
             stage_teacher(run, cfg)
         elif s == "pairs":

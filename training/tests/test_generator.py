@@ -319,7 +319,7 @@ def test_composites_stage_builds_blended_scenes(trained, tmp_path):
     common = ["--config", "tiny", "--run", str(comp), "--data", str(data), "--classes", str(data / "classes.json"),
               "--allow-fake-embeddings"]
     train.main([*common, "--stages", "composites,teacher,pairs", "--set", "p_comp=0.5", "comp_n=40",
-                "teacher_steps=20", "pairs=32"])
+                "teacher_steps=20", "pairs=32", f'teacher_init="{run / "teacher.pt"}"'])
     C = np.load(comp / "composites.npz")
     L = train.load_latents(comp)
     assert C["z"].shape == (40,) + L["z"].shape[1:] and C["z"].dtype == np.float16
@@ -337,11 +337,21 @@ def test_composites_stage_builds_blended_scenes(trained, tmp_path):
     assert np.abs(C["z"].astype(np.float32)[:, None] - L["z"][tr][None]).mean(axis=(2, 3, 4)).min() > 1e-3
     losses = [r["loss"] for r in read_log(comp / "log_teacher.jsonl")]
     assert losses and all(np.isfinite(losses))
-    assert (comp / "pairs.npz").exists()
+    # teacher_init: the fine-tune started from the tiny run's teacher (its first loss is that
+    # teacher's, far below a fresh network's), not from scratch
+    fresh = read_log(run / "log_teacher.jsonl")[0]["loss"]
+    assert losses[0] < 0.8 * fresh
+    # the pairs carry the blended conditions in about the share p_comp (32 pairs: at least one)
+    P = np.load(comp / "pairs.npz")
+    blended = [any(np.allclose(e, c, atol=1e-6) for c in C["emb"]) for e in P["emb"]]
+    assert 1 <= sum(blended) < len(blended)
+    # composite_rows: the share and the range of the picks
+    m, j = train.composite_rows((None, np.zeros((7, 4))), 20000, 0.25, np.random.default_rng(0))
+    assert abs(len(m) / 20000 - 0.25) < 0.02 and j.min() >= 0 and j.max() < 7 and len(j) == len(m)
     plain = tmp_path / "plain"
     plain.mkdir()
     for f in ("ae.pt", "ae.done", "latents.npz", "latents.done", "config.json"):
         shutil.copy(run / f, plain / f)
     train.main(["--config", "tiny", "--run", str(plain), "--data", str(tmp_path / "no-data"),
                 "--classes", str(data / "classes.json"), "--stages", "composites"])
-    assert (plain / "composites.done").exists() and not (plain / "composites.npz").exists()
+    assert not (plain / "composites.done").exists() and not (plain / "composites.npz").exists()

@@ -185,11 +185,53 @@ def test_make_mixture_keeps_its_parts(lengths):
     assert got["stems"].shape == (len(clips), len(want["audio"]))
     for st, info in zip(got["stems"], want["sources"]):
         on = np.flatnonzero(st)
-        assert on[0] == round(info["offset_s"] * loaders.SR)
-        assert len(on) <= round(info["length_s"] * loaders.SR)
+        a = round(info["offset_s"] * loaders.SR)
+        assert on[0] == a and on[-1] < a + round(info["length_s"] * loaders.SR)   # only where it was placed
     assert np.abs(got["noise"]).max() > 0
     np.testing.assert_allclose((got["stems"].sum(0) + got["noise"]) * got["scale"], got["audio"], atol=1e-6)
     spiky = [np.where(np.arange(len(c)) % 4000 == 0, 1.0, 1e-4 * c).astype(np.float32) for c in clips]
     loud = loaders.make_mixture(spiky, np.random.default_rng(7), keep_parts=True)   # levelled on active RMS: peaks clip
     assert loud["scale"] < 1 and np.abs(loud["audio"]).max() <= 0.98 + 1e-6
     np.testing.assert_allclose((loud["stems"].sum(0) + loud["noise"]) * loud["scale"], loud["audio"], atol=1e-5)
+
+
+def test_replay_eval_set_reproduces_write_eval_set(tmp_path):
+    """presence_bound.replay_eval_set draws the very mixtures loaders.write_eval_set wrote (same
+    recordings, same audio to 16-bit rounding), with parts that add up to them."""
+    from training.avgas.presence_bound import replay_eval_set
+    from training.dataset import audio, loaders
+    g = np.random.default_rng(0)
+    for c in range(5):
+        for k in range(3):
+            audio.write_wav16(tmp_path / "d" / "audio" / f"c{c}" / f"r{c}_{k}.wav",
+                              0.3 * g.standard_normal(int(g.integers(8000, 90000))))
+    ds = loaders.Dataset.from_folders(tmp_path / "d", val=0.0, test=1.0)
+    n = loaders.write_eval_set(ds, tmp_path / "e", n=8, n_sources=2, seed=5, split="test")
+    items = loaders.load_eval_set(tmp_path / "e")
+    mixes = replay_eval_set(ds, n, 2, 5, "test")
+    assert n == len(items) == len(mixes) == 8
+    for it, m in zip(items, mixes):
+        assert it["classes"] == m["classes"]
+        assert [s["id"] for s in it["sources"]] == [s["id"] for s in m["sources"]]
+        np.testing.assert_allclose(audio.load_16k(tmp_path / "e" / it["path"]), m["audio"], atol=2 / 32767)
+        np.testing.assert_allclose((m["stems"].sum(0) + m["noise"]) * m["scale"], m["audio"], atol=1e-5)
+
+
+def test_bound_note_reads_the_bound_only_when_it_matches(tmp_path):
+    """evaluate.bound_note cites presence_bound.json only when it was computed with the report's
+    presence threshold and reproduces its mixture figure; the verdict follows the numbers."""
+    from training.avgas.evaluate import bound_note
+    res = {"head_threshold": 0.5, "presence": {2: {"shipped_head_macro_f1": 0.494}}}
+    assert bound_note(res, tmp_path / "missing.json") == ""
+
+    def write(thr, mix, oracle):
+        p = tmp_path / "b.json"
+        p.write_text(json.dumps({"head_threshold": thr, "sets": {
+            "test": {"mixture_shipped": {"macro_f1": mix}, "oracle_shipped": {"macro_f1": oracle}},
+            "val": {"oracle_shipped": {"macro_f1": oracle - 0.07}}}}))
+        return p
+    note = bound_note(res, write(0.5, 0.49, 0.639))
+    assert "0.639" in note and "0.569" in note and "beyond the recognisers" in note
+    assert "separation, not recognition" in bound_note(res, write(0.5, 0.49, 0.93))
+    assert "re-run presence_bound" in bound_note(res, write(0.4, 0.49, 0.639))
+    assert "re-run presence_bound" in bound_note(res, write(0.5, 0.60, 0.639))
