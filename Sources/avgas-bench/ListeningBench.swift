@@ -34,8 +34,8 @@ struct ListeningBench: ParsableCommand {
         try requireFile(wav, option: "--wav")
         try requireFile(URL(fileURLWithPath: clips).appendingPathComponent("clips.json").path, option: "--clips (its clips.json)")
     }
-    @Option(help: "Presence sources to measure, comma-separated (head = the default, with the onset path; head-no-onset; yamnet; the first one is also timed).")
-    var presence = "head,head-no-onset,yamnet"
+    @Option(help: "Presence sources to measure, comma-separated (head = the default, with the onset path; head-no-onset; head-low and head-high = --sensitivity low / high; yamnet; the first one is also timed).")
+    var presence = "head,head-no-onset,head-low,head-high,yamnet"
 
     @Flag(help: "Print each clip's classes heard and latency.")
     var detail = false
@@ -45,16 +45,21 @@ struct ListeningBench: ParsableCommand {
     func run() throws {
         printMachine()
         let sources = try presence.split(separator: ",").map { name -> String in
-            guard ["head", "head-no-onset", "yamnet"].contains(name) else {
-                throw ValidationError("--presence takes head, head-no-onset and/or yamnet (got '\(name)')")
+            guard ["head", "head-no-onset", "head-low", "head-high", "yamnet"].contains(name) else {
+                throw ValidationError("--presence takes head, head-no-onset, head-low, head-high and/or yamnet (got '\(name)')")
             }
             return String(name)
         }
         guard let firstSource = sources.first else { throw ValidationError("--presence names no source") }
         func makeListener(_ name: String) throws -> SceneListener {
-            var noOnset = TrackerConfiguration.learnedHead
-            noOnset.fastOnThreshold = nil
-            return try SceneListener(assets: URL(fileURLWithPath: assets), tracker: name == "head-no-onset" ? noOnset : nil,
+            var tracker: TrackerConfiguration?
+            switch name {
+            case "head-no-onset": tracker = .learnedHead; tracker?.fastOnThreshold = nil
+            case "head-low": tracker = .learnedHead(sensitivity: .low)
+            case "head-high": tracker = .learnedHead(sensitivity: .high)
+            default: tracker = nil
+            }
+            return try SceneListener(assets: URL(fileURLWithPath: assets), tracker: tracker,
                                      presence: name == "yamnet" ? .yamnet : .head)
         }
         let listener = try makeListener(firstSource)
@@ -126,7 +131,7 @@ struct ListeningBench: ParsableCommand {
                          allMedian, within, Double(plainHits) / Double(list.count), Double(plainWrong) / Double(list.count)))
         }
         print("")
-        print("Detection on \(list.count) held-out single-source clips after 2 s of quiet noise (--presence; head = learned head + label mapping with the onset path, the default; head-no-onset = --no-onset-path)")
+        print("Detection on \(list.count) held-out single-source clips after 2 s of quiet noise (--presence; head = learned head + label mapping with the onset path, the default; head-no-onset = --no-onset-path; head-low / head-high = --sensitivity low / high)")
         print("| measure | " + rows.map(\.source).joined(separator: " | ") + " | target |")
         print("| --- | " + rows.map { _ in "---:" }.joined(separator: " | ") + " | ---: |")
         func line(_ name: String, _ f: (Double) -> String, _ v: (Int) -> Double, _ target: String) {

@@ -63,6 +63,8 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--no-images", "--duration", "1e15"], 64, "--duration must be"),
             (["--input", demo, "--headless", "--events", ""], 64, "--events needs a name"),
             (["--input", demo, "--headless", "--no-images", "--presence", "separator"], 64, "needs the separator"),
+            (["--input", demo, "--headless", "--no-images", "--sensitivity", "loud"], 64, "--sensitivity must be"),
+            (["--input", demo, "--headless", "--no-images", "--sensitivity", "high", "--presence", "yamnet"], 64, "measured for --presence head only"),
             (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
@@ -83,6 +85,26 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(c.says), "\(c.args): expected '\(c.says)' in: \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("avgas-live: error: "), r.stderr)
         }
+    }
+
+    /// `--sensitivity` reaches the tracker: over the demo's 30 s, `high` reports more active
+    /// class-hops than `normal`, and `low` no more than `normal`.
+    func testSensitivityChangesTheEvents() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var activeHops: [String: Int] = [:]
+        for s in ["low", "normal", "high"] {
+            let events = dir.appendingPathComponent("\(s).jsonl").path
+            let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--no-images", "--quiet",
+                                                  "--events", events, "--sensitivity", s])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            activeHops[s] = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n").map { line in
+                let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                return try XCTUnwrap(obj["active"] as? [Any]).count
+            }.reduce(0, +)
+        }
+        XCTAssertGreaterThan(activeHops["high"]!, activeHops["normal"]!, "\(activeHops)")
+        XCTAssertLessThanOrEqual(activeHops["low"]!, activeHops["normal"]!, "\(activeHops)")
     }
 
     /// The demo, headless: the expected number of PNG frames, each decodes at the right size,

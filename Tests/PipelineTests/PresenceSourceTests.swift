@@ -25,6 +25,22 @@ final class PresenceSourceTests: XCTestCase {
         XCTAssertEqual(try SceneListener(assets: assets, tracker: own).tracker.configuration, own)
     }
 
+    /// The presets change only the on-threshold (off = on / 2) and the smoothing time, as
+    /// training/reports/listening.md ("Thirteenth session") picked them; `normal` is the default.
+    func testSensitivityPresets() throws {
+        XCTAssertEqual(TrackerConfiguration.learnedHead(sensitivity: .normal), .learnedHead)
+        for (s, on, smoothing) in [(Sensitivity.low, Float(0.50), 0.25), (.high, 0.35, 0.15)] {
+            let c = TrackerConfiguration.learnedHead(sensitivity: s)
+            XCTAssertEqual(c.onThreshold, on, "\(s)")
+            XCTAssertEqual(c.offThreshold, on / 2, "\(s)")
+            XCTAssertEqual(c.smoothingTime, smoothing, "\(s)")
+            var rest = c
+            (rest.onThreshold, rest.offThreshold, rest.smoothingTime) = (0.45, 0.225, 0.25)
+            XCTAssertEqual(rest, .learnedHead, "\(s) changes more than the threshold and smoothing")
+            XCTAssertNoThrow(try c.validate())
+        }
+    }
+
     /// The head source combines by noisy-OR: on one (quiet, constant) patch its first-hop scores
     /// are never below the mapping's, and the head adds evidence to at least one class.
     func testHeadScoresDifferFromMapping() throws {
