@@ -13,7 +13,7 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 
 APT_PACKAGES := libasound2-dev libfftw3-dev libopenblas-dev libsdl2-dev libsdl2-ttf-dev \
   fonts-dejavu-core libsndfile1-dev libsamplerate0-dev libpng-dev pkg-config xvfb \
-  imagemagick ffmpeg alsa-utils
+  imagemagick ffmpeg alsa-utils xdotool
 
 .PHONY: all deps build release run test bench clean help
 all: build

@@ -32,6 +32,9 @@ public struct FrameModel: Sendable {
     public var status: String?
     /// Lines of the optional diagnostics overlay (nil: hidden).
     public var overlay: [String]?
+    /// A short message about a setting the user just changed (e.g. "sensitivity high: ..."),
+    /// drawn in a neutral banner near the bottom of the main area (nil: none).
+    public var notice: String?
 
     public init() {}
 }
@@ -102,6 +105,12 @@ public final class FrameRenderer {
             let h = fontSize * 2
             fb.blendRect(x: L.main.x, y: L.main.y + L.main.h / 2 - h / 2, w: L.main.w, h: h, .warn, alpha: 0.85)
             text.draw(status, x: L.main.x + 12, y: L.main.y + L.main.h / 2 - fontSize / 2 - 2, size: fontSize, color: .white, into: &fb, maxWidth: L.main.w - 24)
+        }
+        if let notice = m.notice {
+            let h = fontSize * 2
+            let y = L.main.y + L.main.h - h - 12
+            fb.blendRect(x: L.main.x, y: y, w: L.main.w, h: h, .black, alpha: 0.75)
+            text.draw(notice, x: L.main.x + 12, y: y + h / 2 - fontSize / 2 - 2, size: fontSize, color: .white, into: &fb, maxWidth: L.main.w - 24)
         }
         if let lines = m.overlay {
             let lh = fontSize + 4

@@ -9,6 +9,7 @@ public enum DisplayEvent: Equatable, Sendable {
     case toggleMixMode        // M
     case toggleOverlay        // D
     case toggleRecording      // R
+    case cycleSensitivity     // V
     case resized(width: Int, height: Int)
 }
 
@@ -166,6 +167,7 @@ public final class Window {
                 case Int(SDLK_m.rawValue): out.append(.toggleMixMode)
                 case Int(SDLK_d.rawValue): out.append(.toggleOverlay)
                 case Int(SDLK_r.rawValue): out.append(.toggleRecording)
+                case Int(SDLK_v.rawValue): out.append(.cycleSensitivity)
                 default: break
                 }
             case SDL_WINDOWEVENT.rawValue:

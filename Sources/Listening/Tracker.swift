@@ -101,6 +101,20 @@ public enum Sensitivity: String, CaseIterable, Sendable, Codable {
     /// Hears more, and names about two wrong classes per source (a quiet room, one instrument):
     /// on-threshold 0.35, smoothing 0.15 s.
     case high
+
+    /// The next setting in the window's V-key cycle: low -> normal -> high -> low.
+    public var next: Sensitivity {
+        switch self { case .low: .normal; case .normal: .high; case .high: .low }
+    }
+
+    /// What the setting does, in a few words (the window's notice when V changes it).
+    public var summary: String {
+        switch self {
+        case .low: "fewer false classes"
+        case .normal: "the default"
+        case .high: "shows more classes, and more wrong ones"
+        }
+    }
 }
 
 /// A tracker setting that makes no sense.
@@ -140,7 +154,7 @@ public struct ClassTracker: Sendable {
         public var lastAbove: Double = 0
     }
 
-    public let configuration: TrackerConfiguration
+    public private(set) var configuration: TrackerConfiguration
     /// One state per class, in vocabulary order.
     public private(set) var states: [State]
     /// Stream time of the last update (nil before the first).
@@ -150,6 +164,15 @@ public struct ClassTracker: Sendable {
         try configuration.validate()
         self.configuration = configuration
         states = Array(repeating: State(), count: classCount)
+    }
+
+    /// Follows `configuration` from the next update on (a live `--sensitivity` change), keeping
+    /// every class's smoothed score and on/off state: an active class stays until the new
+    /// off-threshold, hold and minimum on-time let it go; an inactive one turns on when its
+    /// smoothed score reaches the new on-threshold.
+    public mutating func reconfigure(_ configuration: TrackerConfiguration) throws {
+        try configuration.validate()
+        self.configuration = configuration
     }
 
     /// Forgets all history (e.g. when the input changes).

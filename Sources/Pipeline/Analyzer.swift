@@ -303,6 +303,17 @@ public final class Analyzer {
         try events?.write(time: scene.time, active: scene.active)
     }
 
+    /// Changes the tracker's settings (a live `--sensitivity` change) for the hops after the audio
+    /// consumed so far: hops waiting in a batch are analysed with the old settings first. The
+    /// onset path stays as it is (the new settings keep the old `fastOnThreshold`).
+    public func retune(_ configuration: TrackerConfiguration) throws(AvgasError) {
+        guard let listener else { return }
+        try flush()
+        var c = configuration
+        c.fastOnThreshold = listener.tracker.configuration.fastOnThreshold
+        do { try listener.retune(c) } catch { throw AvgasError("\(error)", status: .software) }
+    }
+
     /// Analyses the hops waiting in a batch and publishes them in order: the stateless part
     /// (YAMNet in forwards of up to `forwardBatch` patches, vocabulary scores, presence head,
     /// separator) on two threads, each with its own networks, taking chunks of hops from a

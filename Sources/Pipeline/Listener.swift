@@ -114,6 +114,12 @@ public final class SceneListener {
 
     func resetTracker() { tracker.reset() }
 
+    /// Changes the tracker's settings from the next hop on, keeping what it tracks
+    /// (`ClassTracker.reconfigure`). Call it from the thread that analyses.
+    public func retune(_ configuration: TrackerConfiguration) throws {
+        try tracker.reconfigure(configuration)
+    }
+
     /// Whether the tracker uses the onset path (`TrackerConfiguration.fastOnThreshold`): then the
     /// analyser tiles the audio after an onset into an extra patch per hop (`fastScores`).
     public var usesOnsetPath: Bool { tracker.configuration.fastOnThreshold != nil }

@@ -17,6 +17,8 @@ public final class Presenter {
     public var fadeIn = 0.15, fadeOut = 1.0
     public var status: String?
     public var overlay: [String]?
+    /// A short message about a setting just changed (FrameModel.notice).
+    public var notice: String?
     /// Generator and composer (nil with --no-images).
     public var imagery: Imagery?
     private var lastImages: [String: RGBImage] = [:]
@@ -78,6 +80,7 @@ public final class Presenter {
         m.classes = (active + fading).compactMap { cards[$0] }
         m.status = status
         m.overlay = overlay
+        m.notice = notice
         renderer.render(m, into: &framebuffer)
     }
 

@@ -63,6 +63,9 @@ public struct RunConfiguration: Sendable {
     public var alsaConfigText: String?
     /// Tracker settings (nil: the defaults measured for the presence source).
     public var tracker: TrackerConfiguration?
+    /// The learned head's `--sensitivity` at start (key V cycles it in a window; only with
+    /// `presence == .head`). `tracker`, when set, is what the tracker starts with.
+    public var sensitivity: Sensitivity = .normal
     public init() {}
 
     /// True when the input is a file replayed as fast as possible (deterministic lockstep).
@@ -98,6 +101,17 @@ public struct RunSummary: Sendable {
     }
 }
 
+/// A sensitivity change handed from the render thread (key V) to the analysis thread: the
+/// newest one wins, and the analysis thread takes it before its next audio.
+final class SensitivityRequest: Sendable {
+    private let wanted = Atomic<Int>(-1)   // index into Sensitivity.allCases; -1: nothing new
+    func put(_ s: Sensitivity) { wanted.store(Sensitivity.allCases.firstIndex(of: s) ?? -1, ordering: .releasing) }
+    func take() -> Sensitivity? {
+        let i = wanted.exchange(-1, ordering: .acquiring)
+        return Sensitivity.allCases.indices.contains(i) ? Sensitivity.allCases[i] : nil
+    }
+}
+
 /// Runs the whole program for one configuration: opens everything first (failing fast with
 /// one clear error), then drives capture -> analysis -> render until the input ends, the
 /// user quits, or a signal arrives.
@@ -122,6 +136,13 @@ public final class Runner {
     private var fpsWindow: [UInt64] = []
     private let imagery: Imagery?
     private var sourceStarted = false
+    /// The learned head's sensitivity (nil for the other presence sources, which have none).
+    private var sensitivity: Sensitivity?
+    /// A V-key change for the analysis thread to apply.
+    private let sensitivityRequest = SensitivityRequest()
+    /// A short notice drawn in the main area until `noticeUntil` (uptime nanoseconds).
+    private var notice: String?
+    private var noticeUntil: UInt64 = 0
 
     /// Opens outputs, models, input and window, in that order. Throws `AvgasError`.
     public init(_ config: RunConfiguration) throws(AvgasError) {
@@ -142,6 +163,7 @@ public final class Runner {
         }
         contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
         showOverlay = config.overlay
+        sensitivity = config.presence == .head ? config.sensitivity : nil
         // Input and display first: their problems are the user's to fix before any model loads.
         // Two seconds of audio: room for scheduling hiccups without dropping live input.
         ringStorage = .allocate(capacity: 1 << 15)
@@ -368,6 +390,23 @@ public final class Runner {
         } catch { FileHandle.standardError.write(Data("avgas-live: \(error)\n".utf8)) }
     }
 
+    /// Key V: the next sensitivity, applied by the analysis thread before its next audio, with a
+    /// two-second notice in the window and a line on stderr.
+    private func cycleSensitivity() {
+        let text: String
+        if let current = sensitivity {
+            let next = current.next
+            sensitivity = next
+            sensitivityRequest.put(next)
+            text = "sensitivity \(next.rawValue): \(next.summary)"
+        } else {
+            text = "sensitivity applies to --presence head only"
+        }
+        notice = text
+        noticeUntil = DispatchTime.now().uptimeNanoseconds + 2_000_000_000
+        FileHandle.standardError.write(Data("avgas-live: \(text) (key V)\n".utf8))
+    }
+
     private func overlayLines(_ scene: Scene) -> [String] {
         let now = DispatchTime.now().uptimeNanoseconds
         fpsWindow.append(now)
@@ -381,6 +420,7 @@ public final class Runner {
             String(format: "render %.2f ms  output %.2f ms per frame", per(renderTime, frameIndex), per(outputTime, frameIndex)),
             imagery.map { String(format: "generator %.2f ms  compose %.2f ms per frame  (%@, %@)", per($0.generatorTime, $0.frames),
                                  per($0.composeTime, $0.frames), $0.slots.mode.rawValue, $0.mix.rawValue) } ?? "no images",
+            "presence \(config.presence.rawValue)" + (sensitivity.map { ", sensitivity \($0.rawValue) (V)" } ?? ""),
             String(format: "skipped %.2f s  dropped %.2f s  xruns %d", scene.skippedSeconds,
                    Double(source.stats.droppedSamples.load(ordering: .relaxed)) / Double(pipelineSampleRate),
                    source.stats.xruns.load(ordering: .relaxed)),
@@ -432,6 +472,7 @@ public final class Runner {
         let source = self.source
         let duration = config.duration
         let maxBacklog = pipelineSampleRate  // more than 1 s behind: skip ahead
+        let sensitivityRequest = self.sensitivityRequest
         let thread = Thread {
             let chunk = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4096)
             defer { chunk.deallocate(); analysisDone.signal() }
@@ -442,7 +483,12 @@ public final class Runner {
                 }
                 let n = ring.read(into: chunk)
                 if n > 0 {
-                    do { try analyzer.consume(UnsafeBufferPointer(rebasing: chunk[0..<n])) } catch {
+                    do {
+                        if let wanted = sensitivityRequest.take() {
+                            try analyzer.retune(.learnedHead(sensitivity: wanted))
+                        }
+                        try analyzer.consume(UnsafeBufferPointer(rebasing: chunk[0..<n]))
+                    } catch {
                         let e = (error as? AvgasError) ?? AvgasError("\(error)", status: .software)
                         failure.withLock { $0 = e }
                         return
@@ -479,6 +525,7 @@ public final class Runner {
                     case .toggleRecording: toggleRecording()
                     case .toggleMixMode:
                         if let imagery { imagery.mix = imagery.mix == .composed ? .paper : .composed }
+                    case .cycleSensitivity: cycleSensitivity()
 
                     }
                 }
@@ -499,6 +546,7 @@ public final class Runner {
                 FileHandle.standardError.write(Data("avgas-live: capture resumed\n".utf8))
             }
             reportedLost = lost
+            presenter?.notice = now < noticeUntil ? notice : nil
             presenter?.status = !lost ? nil : source.stats.state == .lost ? "no input: the capture device stopped; retrying"
                 : "no input: the capture device delivers no audio; waiting for it"
             if let presenter {

@@ -14,7 +14,7 @@ struct AvgasLive: ParsableCommand {
         discussion: """
         With no options, captures from the default ALSA device and opens a window. Keys in the \
         window: Q or Esc quit, F fullscreen, S screenshot (PNG in the current directory), \
-        D diagnostics overlay, R start/stop recording.
+        D diagnostics overlay, R start/stop recording, V sensitivity (low, normal, high).
 
         Exit codes: 0 ok, 64 bad option value, 65 input is not usable audio, 66 input file \
         missing/unreadable/empty, 69 no sound card, unknown or busy device, or no display, \
@@ -164,7 +164,8 @@ struct AvgasLive: ParsableCommand {
         c.generation = generation.flatMap(GenerationMode.init(rawValue:))
         c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .head
         if c.presence == .head {
-            var t = TrackerConfiguration.learnedHead(sensitivity: Sensitivity(rawValue: sensitivity) ?? .normal)
+            c.sensitivity = Sensitivity(rawValue: sensitivity) ?? .normal
+            var t = TrackerConfiguration.learnedHead(sensitivity: c.sensitivity)
             if noOnsetPath { t.fastOnThreshold = nil }
             c.tracker = t
         }

@@ -80,6 +80,33 @@ final class WindowTests: XCTestCase {
         XCTAssertGreaterThan(colours.count, 100)
     }
 
+    /// Key V in a real window (pressed through XTEST by xdotool) cycles the sensitivity
+    /// normal -> high -> low and says so; with a presence source that has none, it says that.
+    func testKeyVCyclesTheSensitivity() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/xdotool") else {
+            throw XCTSkip("xvfb-run or xdotool missing (make test installs them)")
+        }
+        let demo = TestPaths.repoRoot.appendingPathComponent("Assets/demo/soundscape.wav").path
+        for (presence, says) in [("head", ["sensitivity high: shows more classes", "sensitivity low: fewer false classes"]),
+                                 ("yamnet", ["sensitivity applies to --presence head only"])] {
+            let script = """
+            "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 5 --size 640x360 --quiet --no-images --presence \(presence) &
+            pid=$!
+            sleep 2
+            xdotool mousemove 100 100 key v
+            sleep 0.5
+            xdotool key v
+            wait $pid
+            """
+            let r = try Binary.run("/usr/bin/xvfb-run", ["-a", "-s", "-screen 0 1280x720x24", "sh", "-c", script],
+                                   removing: ["SDL_VIDEODRIVER"], timeout: 120)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            for line in says { XCTAssertTrue(r.stderr.contains("avgas-live: \(line)"), "\(presence): \(r.stderr)") }
+            XCTAssertEqual(r.stderrLines.count, 2, r.stderr)
+        }
+    }
+
     /// The X server goes away while a window records: Xlib's own exit (status 1, two lines of
     /// its own, the video left as a .part file) is replaced by one line, status 69, and the
     /// video recorded so far finalised and playable at its path.

@@ -42,6 +42,29 @@ final class DisplayTests: XCTestCase {
         XCTAssertGreaterThan(bright, 10)
     }
 
+    /// A notice (a setting just changed) darkens a banner near the bottom of the main area and
+    /// writes white text in it; the rest of the frame is drawn as without it.
+    func testNoticeBanner() {
+        let renderer = FrameRenderer()
+        var plain = Framebuffer(width: 640, height: 360), noticed = plain
+        renderer.render(model(), into: &plain)
+        var m = model()
+        m.notice = "sensitivity high: shows more classes, and more wrong ones"
+        renderer.render(m, into: &noticed)
+        let L = FrameRenderer.layout(width: 640, height: 360)
+        func luma(_ c: Color) -> Int { Int(c.r) + Int(c.g) + Int(c.b) }
+        var changed = 0, white = 0, changedOutside = 0
+        for y in 0..<360 { for x in 0..<640 {
+            let (a, b) = (plain.pixel(x: x, y: y), noticed.pixel(x: x, y: y))
+            guard a != b else { continue }
+            let inBanner = x >= L.main.x && x < L.main.x + L.main.w && y >= L.main.y + L.main.h / 2 && y < L.main.y + L.main.h
+            if inBanner { changed += 1; if luma(b) > 600 { white += 1 } } else { changedOutside += 1 }
+        } }
+        XCTAssertEqual(changedOutside, 0)
+        XCTAssertGreaterThan(changed, L.main.w * 10)   // a banner at least 10 rows high
+        XCTAssertGreaterThan(white, 50)                // and text in it
+    }
+
     /// Every pixel of the spectrogram strip is the colour of its frame and band (rows of one band
     /// are copies of the row above: the copy must equal the formula), oldest frames dropped when
     /// more frames exist than columns.

@@ -20,6 +20,29 @@ final class TrackerTests: XCTestCase {
         XCTAssertEqual(try run([0.45, 0.6, 0.35, 0.4, 0.25, 0.45], c), [false, true, true, true, false, false])
     }
 
+    /// A new configuration mid-stream keeps every class's state: an active class stays on until
+    /// the new off-threshold lets it go, an inactive one turns on at the new on-threshold.
+    func testReconfigureKeepsTheTrackedState() throws {
+        let strict = TrackerConfiguration(onThreshold: 0.6, offThreshold: 0.4, smoothingTime: 0, minimumOnTime: 0, holdTime: 0)
+        let loose = TrackerConfiguration(onThreshold: 0.3, offThreshold: 0.1, smoothingTime: 0, minimumOnTime: 0, holdTime: 0)
+        var t = try ClassTracker(classCount: 2, configuration: strict)
+        t.update(scores: [0.8, 0.5], time: 0.1)
+        XCTAssertEqual(t.activeIndices, [0])            // 0.5 is below strict's 0.6
+        t.update(scores: [0.3, 0.5], time: 0.2)
+        XCTAssertEqual(t.activeIndices, [])             // 0.3 is below strict's off 0.4
+        t.update(scores: [0.8, 0.5], time: 0.3)
+        try t.reconfigure(loose)
+        XCTAssertEqual(t.configuration, loose)
+        XCTAssertEqual(t.activeIndices, [0])            // nothing changes until the next update
+        t.update(scores: [0.3, 0.5], time: 0.4)
+        XCTAssertEqual(Set(t.activeIndices), [0, 1])    // 0.3 keeps class 0 (off 0.1); 0.5 turns class 1 on
+        XCTAssertEqual(t.states[0].activeSince, 0.3)    // still the same activation
+        var bad = loose
+        bad.offThreshold = 0.9
+        XCTAssertThrowsError(try t.reconfigure(bad))
+        XCTAssertEqual(t.configuration, loose)
+    }
+
     func testMinimumOnTime() throws {
         let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0.5, holdTime: 0)
         // On at t = 0.1 after one loud window; stays on through t = 0.5 despite silence, off at t = 0.6.
