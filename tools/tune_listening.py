@@ -64,6 +64,7 @@ import soundfile as sf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import frontend  # noqa: E402
+import yamnet_onnx  # noqa: E402
 
 SR = 16000
 CACHE_HOP = 5                       # frames between cached patches (50 ms)
@@ -170,29 +171,10 @@ _sess = None
 def yamnet(patches):
     global _sess
     if _sess is None:
-        import onnx
-        import onnxruntime as ort
         if not os.path.exists(ONNX):
             sys.exit(f"error: {ONNX} missing; run `make yamnet-float-onnx`")
-        m = onnx.load(ONNX)
-        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-        for o in m.graph.output:
-            o.type.tensor_type.shape.dim[0].dim_param = "N"
-        for init in m.graph.initializer:   # Reshape before the Gemm: [1, -1] -> [-1, 1024]
-            if init.data_type == onnx.TensorProto.INT64 and list(onnx.numpy_helper.to_array(init)) == [1, -1]:
-                init.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64), init.name))
-        for n in m.graph.node:
-            if n.op_type == "Constant" and n.output[0] == "/model/Constant_output_0":
-                n.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64)))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        _sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    outs = []
-    for i in range(0, len(patches), 64):
-        x = np.ascontiguousarray(patches[i:i + 64, None], dtype=np.float32)
-        outs.append(_sess.run(["class_scores"], {"audio": x})[0])
-    return np.concatenate(outs) if outs else np.zeros((0, 521), np.float32)
+        _sess = yamnet_onnx.session(yamnet_onnx.batchable(ONNX))
+    return yamnet_onnx.run(_sess, patches, outputs=("class_scores",))[0]
 
 
 def hop_logits(audio):

@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import frontend  # noqa: E402
+import yamnet_onnx  # noqa: E402
 
 from training.dataset import audio as dsaudio  # noqa: E402
 from training.dataset import loaders  # noqa: E402
@@ -41,34 +42,12 @@ class Yamnet:
     """onnxruntime session on the float YAMNet graph with a dynamic batch dimension."""
 
     def __init__(self, path=ONNX_PATH, threads: int = 1):
-        import onnx
-        import onnxruntime as ort
-        m = onnx.load(str(path))
-        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-        for o in m.graph.output:
-            o.type.tensor_type.shape.dim[0].dim_param = "N"
-        for init in m.graph.initializer:   # the Reshape before the Gemm: [1, -1] -> [-1, 1024]
-            if init.data_type == onnx.TensorProto.INT64 and list(onnx.numpy_helper.to_array(init)) == [1, -1]:
-                init.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64), init.name))
-        for n in m.graph.node:
-            if n.op_type == "Constant" and n.output[0] == "/model/Constant_output_0":
-                n.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64)))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = yamnet_onnx.session(yamnet_onnx.batchable(path), threads)
 
     def __call__(self, patches: np.ndarray, batch: int = 64):
         """[P,96,64] log-mel patches -> (emb [P,1024], logits [P,521]) float32."""
-        embs, logs = [], []
-        for i in range(0, len(patches), batch):
-            x = np.ascontiguousarray(patches[i:i + batch, None], dtype=np.float32)
-            lo, em = self.sess.run(["class_scores", "embedding"], {"audio": x})
-            embs.append(em)
-            logs.append(lo)
-        if not embs:
-            return np.zeros((0, 1024), np.float32), np.zeros((0, 521), np.float32)
-        return np.concatenate(embs), np.concatenate(logs)
+        logits, emb = yamnet_onnx.run(self.sess, patches, batch=batch)
+        return emb, logits
 
 
 def window_patch(x: np.ndarray) -> np.ndarray:

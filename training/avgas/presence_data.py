@@ -39,7 +39,9 @@ from scipy.signal import lfilter  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import frontend  # noqa: E402
+import yamnet_onnx  # noqa: E402
 
+from training.avgas.features import Yamnet as Yamnet96  # noqa: E402
 from training.avgas.features import class_index  # noqa: E402
 from training.dataset import audio as dsaudio  # noqa: E402
 from training.dataset import loaders  # noqa: E402
@@ -52,54 +54,25 @@ SHORTS = (32, 48, 64)     # short-window lengths cached for the clips
 MIN_FRAMES = 5            # 50 ms of energy makes a source present in a window
 
 
-class Yamnet:
+class Yamnet(Yamnet96):
     """The float YAMNet graph (training.avgas.features.Yamnet) with dynamic batch AND time
     dimensions: the graph is convolutions + a global average pool, so a window of 32-96 frames
     works as is (ONNX keeps the fixed TF-SAME pads of the 96-frame export)."""
 
     def __init__(self, threads: int = 1, extra_outputs=()):
         import onnx
-        import onnxruntime as ort
         m = self.model()
         for name in extra_outputs:   # intermediate tensors to return too (e.g. the pre-pool map)
             m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
         self.onnx_model = m
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        self.sess = yamnet_onnx.session(m, threads)
 
     @staticmethod
     def model():
         """The float ONNX graph with dynamic batch and time axes (the Reshape before the Gemm made
         batch-safe)."""
-        import onnx
         from training.avgas.features import ONNX_PATH
-        m = onnx.load(str(ONNX_PATH))
-        m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
-        m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "T"
-        for o in m.graph.output:
-            o.type.tensor_type.shape.dim[0].dim_param = "N"
-        for init in m.graph.initializer:
-            if init.data_type == onnx.TensorProto.INT64 and list(onnx.numpy_helper.to_array(init)) == [1, -1]:
-                init.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64), init.name))
-        for n in m.graph.node:
-            if n.op_type == "Constant" and n.output[0] == "/model/Constant_output_0":
-                n.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.array([-1, 1024], np.int64)))
-        del m.graph.value_info[:]
-        return m
-
-    def __call__(self, patches: np.ndarray, batch: int = 64):
-        """[P, T, 64] log-mel -> (emb [P, 1024], logits [P, 521]) float32."""
-        embs, logs = [], []
-        for i in range(0, len(patches), batch):
-            x = np.ascontiguousarray(patches[i:i + batch, None], dtype=np.float32)
-            lo, em = self.sess.run(["class_scores", "embedding"], {"audio": x})
-            embs.append(em)
-            logs.append(lo)
-        if not embs:
-            return np.zeros((0, 1024), np.float32), np.zeros((0, 521), np.float32)
-        return np.concatenate(embs), np.concatenate(logs)
+        return yamnet_onnx.batchable(ONNX_PATH, dynamic_time=True)
 
 
 def split_ids(split):
