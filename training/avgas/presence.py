@@ -201,24 +201,30 @@ def short(s):
 
 
 # ------------------------------------------------------------------ mixtures (issue 5 protocol)
+def mixture_scores(z, k, net, use_logits, combine):
+    """[M, classes] clip scores of the k-source mixtures in cache `z` (emb{k}, logits{k}): the
+    presence source per patch (the mapping alone when `net` is None; else the head alone, "or"
+    or max with the mapping), max over the patches."""
+    from training.avgas import evaluate as ev
+    e, lg = z[f"emb{k}"], z[f"logits{k}"]
+    M, P = e.shape[:2]
+    m = ev.yamnet_mapping_scores(lg.reshape(M * P, -1)).astype(np.float32)
+    if net is None:
+        s = m
+    else:
+        p = predict(net, feats(e.reshape(M * P, -1), lg.reshape(M * P, -1), use_logits))
+        s = p if combine == "head" else (1 - (1 - p) * (1 - m)) if combine == "or" else np.maximum(p, m)
+    return s.reshape(M, P, -1).max(1)
+
+
 def mixture_f1(net, use_logits, combine, thr=None, W=None):
     """Clip-level presence macro F1 on the fixed mixtures (training/avgas/evaluate.py protocol:
     patches every 0.48 s, max over patches >= threshold). The threshold is chosen on the VAL
     mixtures (data/features/audio_val_clips.npz, mean macro F1 over 1-3 sources) unless given.
     Returns (threshold, {k: val macro F1}, {k: test macro F1})."""
     from training.avgas import evaluate as ev
-    def scores(z, k):
-        e, lg = z[f"emb{k}"], z[f"logits{k}"]
-        M, P = e.shape[:2]
-        m = ev.yamnet_mapping_scores(lg.reshape(M * P, -1)).astype(np.float32)
-        if net is None:
-            s = m
-        else:
-            p = predict(net, feats(e.reshape(M * P, -1), lg.reshape(M * P, -1), use_logits))
-            s = p if combine == "head" else (1 - (1 - p) * (1 - m)) if combine == "or" else np.maximum(p, m)
-        return s.reshape(M, P, -1).max(1)
     zv = np.load(ROOT / "data/features/audio_val_clips.npz")
-    val = {k: (scores(zv, k), ev._truth(zv[f"cls{k}"])) for k in (1, 2, 3)}
+    val = {k: (mixture_scores(zv, k, net, use_logits, combine), ev._truth(zv[f"cls{k}"])) for k in (1, 2, 3)}
     grid = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9)
     vf = {t: {k: ev.f1_table(s >= t, T)[1] for k, (s, T) in val.items()} for t in grid}
     if thr is None:
@@ -229,18 +235,8 @@ def mixture_f1(net, use_logits, combine, thr=None, W=None):
 def mixture_f1_test(net, use_logits, combine, thr):
     from training.avgas import evaluate as ev
     z = np.load(ROOT / "data/features/audio_eval.npz")
-    out = {}
-    for k in (1, 2, 3):
-        e, lg = z[f"emb{k}"], z[f"logits{k}"]
-        M, P = e.shape[:2]
-        m = ev.yamnet_mapping_scores(lg.reshape(M * P, -1)).astype(np.float32)
-        if net is None:
-            s = m
-        else:
-            p = predict(net, feats(e.reshape(M * P, -1), lg.reshape(M * P, -1), use_logits))
-            s = p if combine == "head" else (1 - (1 - p) * (1 - m)) if combine == "or" else np.maximum(p, m)
-        out[k] = ev.f1_table(s.reshape(M, P, -1).max(1) >= thr, ev._truth(z[f"cls{k}"]))[1]
-    return out
+    return {k: ev.f1_table(mixture_scores(z, k, net, use_logits, combine) >= thr, ev._truth(z[f"cls{k}"]))[1]
+            for k in (1, 2, 3)}
 
 
 # ------------------------------------------------------------------ commands
