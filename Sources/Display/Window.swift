@@ -167,7 +167,8 @@ public final class Window {
                 case Int(SDLK_m.rawValue): out.append(.toggleMixMode)
                 case Int(SDLK_d.rawValue): out.append(.toggleOverlay)
                 case Int(SDLK_r.rawValue): out.append(.toggleRecording)
-                case Int(SDLK_v.rawValue): out.append(.cycleSensitivity)
+                case Int(SDLK_v.rawValue) where e.key.repeat == 0:   // a held key cycles once, not on and on
+                    out.append(.cycleSensitivity)
                 default: break
                 }
             case SDL_WINDOWEVENT.rawValue:

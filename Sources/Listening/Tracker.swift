@@ -94,12 +94,12 @@ public struct TrackerConfiguration: Sendable, Equatable, Codable {
 /// 0.4 s): `low` 0.813 / 0.76 / 0.530, `normal` (the default) 0.840 / 0.90 / 0.535, `high`
 /// 0.891 / 1.78 / 0.570.
 public enum Sensitivity: String, CaseIterable, Sendable, Codable {
-    /// Fewer false classes (a noisy hall): on-threshold 0.50, smoothing 0.25 s.
+    /// Fewer false classes: on-threshold 0.50, smoothing 0.25 s.
     case low
     /// The default: on-threshold 0.45, smoothing 0.25 s.
     case normal
-    /// Hears more, and names about two wrong classes per source (a quiet room, one instrument):
-    /// on-threshold 0.35, smoothing 0.15 s.
+    /// Hears more and sooner, and names more wrong classes (1.4-1.8 per clip where `normal`
+    /// names 0.9-1.0): on-threshold 0.35, smoothing 0.15 s.
     case high
 
     /// The next setting in the window's V-key cycle: low -> normal -> high -> low.

@@ -311,7 +311,7 @@ public final class Analyzer {
         try flush()
         var c = configuration
         c.fastOnThreshold = listener.tracker.configuration.fastOnThreshold
-        do { try listener.retune(c) } catch { throw AvgasError("\(error)", status: .software) }
+        do { try listener.retune(c) } catch { throw AvgasError("cannot change the sensitivity: \(error)", status: .software) }
     }
 
     /// Analyses the hops waiting in a batch and publishes them in order: the stateless part

@@ -64,7 +64,8 @@ public struct RunConfiguration: Sendable {
     /// Tracker settings (nil: the defaults measured for the presence source).
     public var tracker: TrackerConfiguration?
     /// The learned head's `--sensitivity` at start (key V cycles it in a window; only with
-    /// `presence == .head`). `tracker`, when set, is what the tracker starts with.
+    /// `presence == .head`). The tracker starts with `tracker` when set, otherwise with
+    /// `TrackerConfiguration.learnedHead(sensitivity:)` for the head.
     public var sensitivity: Sensitivity = .normal
     public init() {}
 
@@ -198,7 +199,8 @@ public final class Runner {
             } catch { throw AvgasError(error) }
         }
         NeuralNetRuntime.setThreads(config.threads)
-        let listener = try SceneListener(assets: config.assets, tracker: config.tracker,
+        let tracker = config.tracker ?? (config.presence == .head ? .learnedHead(sensitivity: config.sensitivity) : nil)
+        let listener = try SceneListener(assets: config.assets, tracker: tracker,
                                          separator: !config.noImages, presence: config.presence)
         var imagery: Imagery?
         if !config.noImages {
@@ -526,7 +528,6 @@ public final class Runner {
                     case .toggleMixMode:
                         if let imagery { imagery.mix = imagery.mix == .composed ? .paper : .composed }
                     case .cycleSensitivity: cycleSensitivity()
-
                     }
                 }
             }

@@ -64,7 +64,7 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--events", ""], 64, "--events needs a name"),
             (["--input", demo, "--headless", "--no-images", "--presence", "separator"], 64, "needs the separator"),
             (["--input", demo, "--headless", "--no-images", "--sensitivity", "loud"], 64, "--sensitivity must be"),
-            (["--input", demo, "--headless", "--no-images", "--sensitivity", "high", "--presence", "yamnet"], 64, "measured for --presence head only"),
+            (["--input", demo, "--headless", "--no-images", "--sensitivity", "high", "--presence", "yamnet"], 64, "applies to --presence head only"),
             (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
@@ -88,7 +88,7 @@ final class CLITests: XCTestCase {
     }
 
     /// `--sensitivity` reaches the tracker: over the demo's 30 s, `high` reports more active
-    /// class-hops than `normal`, and `low` no more than `normal`.
+    /// class-hops than `normal`, and `low` fewer (measured 561 / 385 / 337).
     func testSensitivityChangesTheEvents() throws {
         let dir = TestPaths.makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -104,7 +104,7 @@ final class CLITests: XCTestCase {
             }.reduce(0, +)
         }
         XCTAssertGreaterThan(activeHops["high"]!, activeHops["normal"]!, "\(activeHops)")
-        XCTAssertLessThanOrEqual(activeHops["low"]!, activeHops["normal"]!, "\(activeHops)")
+        XCTAssertLessThan(activeHops["low"]!, activeHops["normal"]!, "\(activeHops)")
     }
 
     /// The demo, headless: the expected number of PNG frames, each decodes at the right size,

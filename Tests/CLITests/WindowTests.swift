@@ -82,6 +82,8 @@ final class WindowTests: XCTestCase {
 
     /// Key V in a real window (pressed through XTEST by xdotool) cycles the sensitivity
     /// normal -> high -> low and says so; with a presence source that has none, it says that.
+    /// This checks the render thread's side; SensitivityTests checks that the analyzer follows
+    /// a change (the hand-off between them is `SensitivityRequest`, an atomic mailbox).
     func testKeyVCyclesTheSensitivity() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/xvfb-run"),
               FileManager.default.isExecutableFile(atPath: "/usr/bin/xdotool") else {
@@ -93,9 +95,8 @@ final class WindowTests: XCTestCase {
             let script = """
             "\(Binary.path("avgas-live"))" --input "\(demo)" --duration 5 --size 640x360 --quiet --no-images --presence \(presence) &
             pid=$!
-            sleep 2
-            xdotool mousemove 100 100 key v
-            sleep 0.5
+            xdotool search --sync --name '^avgas-live$' windowfocus --sync key v
+            sleep 0.3
             xdotool key v
             wait $pid
             """
