@@ -159,11 +159,27 @@ public struct ClassTracker: Sendable {
     public private(set) var states: [State]
     /// Stream time of the last update (nil before the first).
     public private(set) var time: Double?
+    /// Classes that never turn on (`--ignore`, `--only`), in vocabulary order: their scores count
+    /// as 0 and the onset path's fast rule skips them.
+    public private(set) var ignored: [Bool]
 
     public init(classCount: Int, configuration: TrackerConfiguration = TrackerConfiguration()) throws {
         try configuration.validate()
         self.configuration = configuration
         states = Array(repeating: State(), count: classCount)
+        ignored = Array(repeating: false, count: classCount)
+    }
+
+    /// From now on the classes at `indices` never turn on (one that is on turns off at once and
+    /// forgets its score); every other class is tracked. Indices outside the classes are refused.
+    public mutating func ignore(_ indices: Set<Int>) throws {
+        if let bad = indices.first(where: { !states.indices.contains($0) }) {
+            throw TrackerError.invalidConfiguration("class index \(bad) is not one of the \(states.count) classes")
+        }
+        for i in states.indices {
+            ignored[i] = indices.contains(i)
+            if ignored[i] { states[i] = State() }
+        }
     }
 
     /// Follows `configuration` from the next update on (a live `--sensitivity` change), keeping
@@ -175,7 +191,7 @@ public struct ClassTracker: Sendable {
         self.configuration = configuration
     }
 
-    /// Forgets all history (e.g. when the input changes).
+    /// Forgets all history (e.g. when the input changes); the ignored classes stay ignored.
     public mutating func reset() {
         for i in states.indices { states[i] = State() }
         time = nil
@@ -196,12 +212,12 @@ public struct ClassTracker: Sendable {
             alpha = 1
         }
         for i in states.indices {
-            let raw = scores[i]
+            let raw = ignored[i] ? 0 : scores[i]
             let x: Float = raw.isFinite ? min(max(raw, 0), 1) : 0
             var s = states[i]
             s.smoothed += alpha * (x - s.smoothed)
             if !s.active {
-                if s.smoothed >= cfg.onThreshold || (fastOn.map { th in fast![i] >= th } ?? false) {
+                if !ignored[i], s.smoothed >= cfg.onThreshold || (fastOn.map { th in fast![i] >= th } ?? false) {
                     s.active = true
                     s.activeSince = t
                     s.lastAbove = t
@@ -225,7 +241,7 @@ public struct ClassTracker: Sendable {
         precondition(fast.count == states.count, "ClassTracker.fastOnly: \(fast.count) scores for \(states.count) classes")
         guard let th = configuration.fastOnThreshold else { return false }
         var changed = false
-        for i in states.indices where !states[i].active && fast[i] >= th {
+        for i in states.indices where !states[i].active && !ignored[i] && fast[i] >= th {
             states[i].active = true
             states[i].activeSince = t
             states[i].lastAbove = t

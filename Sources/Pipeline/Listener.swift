@@ -120,6 +120,44 @@ public final class SceneListener {
         try tracker.reconfigure(configuration)
     }
 
+    /// Restricts what is ever reported: only the classes named in `only` (nil: all of them),
+    /// minus those in `ignoring` (`--only`, `--ignore`). Names are exact vocabulary names; an
+    /// unknown one is refused with the closest name, and a restriction that leaves no class too.
+    public func restrict(only: [String]?, ignoring: [String]) throws(AvgasError) {
+        func index(_ name: String, option: String) throws(AvgasError) -> Int {
+            if let i = vocabulary.index(of: name) { return i }
+            let closest = vocabulary.names.min { Self.editDistance($0.lowercased(), name.lowercased()) < Self.editDistance($1.lowercased(), name.lowercased()) } ?? ""
+            throw AvgasError("\(option) '\(name)' is not a class name; did you mean '\(closest)'? (avgas-live --list-classes lists them)", status: .usage)
+        }
+        var keep = Set(vocabulary.classes.indices)
+        if let only {
+            keep = []
+            for name in only { keep.insert(try index(name, option: "--only")) }
+        }
+        for name in ignoring { keep.remove(try index(name, option: "--ignore")) }
+        guard !keep.isEmpty else { throw AvgasError("--only and --ignore leave no class to report", status: .usage) }
+        do { try tracker.ignore(Set(vocabulary.classes.indices).subtracting(keep)) } catch {
+            throw AvgasError("\(error)", status: .software)
+        }
+    }
+
+    /// Levenshtein distance (for "did you mean" in `restrict`).
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        guard !a.isEmpty else { return b.count }
+        var row = Array(0...b.count)   // distances from a[0..<i] to b[0..<j], j = 0...b.count
+        for i in 1...a.count {
+            var diagonal = row[0]
+            row[0] = i
+            for j in 0..<b.count {
+                let above = row[j + 1]
+                row[j + 1] = min(above + 1, row[j] + 1, diagonal + (a[i - 1] == b[j] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
+    }
+
     /// Whether the tracker uses the onset path (`TrackerConfiguration.fastOnThreshold`): then the
     /// analyser tiles the audio after an onset into an extra patch per hop (`fastScores`).
     public var usesOnsetPath: Bool { tracker.configuration.fastOnThreshold != nil }

@@ -63,6 +63,9 @@ public struct RunConfiguration: Sendable {
     public var alsaConfigText: String?
     /// Tracker settings (nil: the defaults measured for the presence source).
     public var tracker: TrackerConfiguration?
+    /// `--only` (nil: every class) and `--ignore`: which classes may ever be reported.
+    public var onlyClasses: [String]?
+    public var ignoredClasses: [String] = []
     /// The learned head's `--sensitivity` at start (key V cycles it in a window; only with
     /// `presence == .head`). The tracker starts with `tracker` when set, otherwise with
     /// `TrackerConfiguration.learnedHead(sensitivity:)` for the head.
@@ -202,6 +205,9 @@ public final class Runner {
         let tracker = config.tracker ?? (config.presence == .head ? .learnedHead(sensitivity: config.sensitivity) : nil)
         let listener = try SceneListener(assets: config.assets, tracker: tracker,
                                          separator: !config.noImages, presence: config.presence)
+        if config.onlyClasses != nil || !config.ignoredClasses.isEmpty {
+            try listener.restrict(only: config.onlyClasses, ignoring: config.ignoredClasses)
+        }
         var imagery: Imagery?
         if !config.noImages {
             let genPath = config.assets.appendingPathComponent("models/generator.safetensors").path

@@ -70,6 +70,15 @@ struct AvgasLive: ParsableCommand {
     @Option(name: .long, help: "How readily a class is shown: 'low' (fewer false classes), 'normal' or 'high' (hears more, and names more wrong classes). On the test clips: recall 0.84 / 0.86 / 0.89 with 0.86 / 0.95 / 1.66 wrong classes per clip ('head' presence only; key V cycles it in the window).")
     var sensitivity: String = "normal"
 
+    @Option(name: .long, help: "Never report this class (its exact name, see --list-classes; repeat the option for more), e.g. --ignore \"people speaking\" where visitors talk.")
+    var ignore: [String] = []
+
+    @Option(name: .long, help: "Report only this class (repeat the option for more); every other class is ignored.")
+    var only: [String] = []
+
+    @Flag(name: .long, help: "List the class names (for --only and --ignore) and exit.")
+    var listClasses = false
+
     @Flag(name: .long, help: "Turn off the onset path. By default, for under a second after a sound starts out of quiet, the audio since its start fills two extra YAMNet windows (repeated end to end, and mirrored), scored at every hop and midway between hops, and a class either names with a score of 0.9 or more turns on at once (median onset latency 0.38 s instead of 0.67 s on the test clips; 'head' presence only).")
     var noOnsetPath = false
 
@@ -163,6 +172,8 @@ struct AvgasLive: ParsableCommand {
         c.mix = MixMode(rawValue: mix) ?? .composed
         c.generation = generation.flatMap(GenerationMode.init(rawValue:))
         c.presence = SceneListener.PresenceSource(rawValue: presence) ?? .head
+        c.onlyClasses = only.isEmpty ? nil : only
+        c.ignoredClasses = ignore
         if c.presence == .head {
             c.sensitivity = Sensitivity(rawValue: sensitivity) ?? .normal
             var t = TrackerConfiguration.learnedHead(sensitivity: c.sensitivity)
@@ -176,6 +187,11 @@ struct AvgasLive: ParsableCommand {
     func run() throws {
         if listDevices {
             printDevices()
+            return
+        }
+        if listClasses {
+            let listener = try SceneListener(assets: AssetLocator.locate(explicit: assets), presence: .yamnet)
+            for name in listener.vocabulary.names { print(name) }
             return
         }
         installStopSignalHandlers()

@@ -65,6 +65,9 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--no-images", "--presence", "separator"], 64, "needs the separator"),
             (["--input", demo, "--headless", "--no-images", "--sensitivity", "loud"], 64, "--sensitivity must be"),
             (["--input", demo, "--headless", "--no-images", "--sensitivity", "high", "--presence", "yamnet"], 64, "applies to --presence head only"),
+            (["--input", demo, "--headless", "--no-images", "--ignore", "dog barkin"], 64, "did you mean 'dog barking'?"),
+            (["--input", demo, "--headless", "--no-images", "--only", "Raining"], 64, "did you mean 'raining'?"),
+            (["--input", demo, "--headless", "--no-images", "--only", "raining", "--ignore", "raining"], 64, "leave no class"),
             (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),
@@ -85,6 +88,42 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(c.says), "\(c.args): expected '\(c.says)' in: \(r.stderr)")
             XCTAssertTrue(r.stderr.hasPrefix("avgas-live: error: "), r.stderr)
         }
+    }
+
+    /// `--list-classes` prints the vocabulary, one exact name per line.
+    func testListClasses() throws {
+        let r = try Binary.run("avgas-live", ["--list-classes"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let names = r.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(names.count, 46)
+        for name in ["dog barking", "bird chirping, tweeting", "playing violin, fiddle", "raining", "helicopter"] {
+            XCTAssertTrue(names.contains(name), name)
+        }
+    }
+
+    /// `--ignore` and `--only` filter what is reported: the demo's dog is heard by default and never
+    /// with `--ignore "dog barking"`; with `--only raining --only helicopter` nothing else is reported,
+    /// and both are.
+    func testIgnoreAndOnlyFilterTheEvents() throws {
+        let dir = TestPaths.makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func heard(_ extra: [String]) throws -> Set<String> {
+            let events = dir.appendingPathComponent("e.jsonl").path
+            let r = try Binary.run("avgas-live", ["--input", demo, "--headless", "--no-images", "--quiet", "--events", events] + extra)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            var names = Set<String>()
+            for line in try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n") {
+                let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                for a in try XCTUnwrap(obj["active"] as? [[String: Any]]) { names.insert(try XCTUnwrap(a["class"] as? String)) }
+            }
+            return names
+        }
+        let all = try heard([])
+        XCTAssertTrue(all.contains("dog barking"), "\(all)")
+        let ignored = try heard(["--ignore", "dog barking"])
+        XCTAssertFalse(ignored.contains("dog barking"), "\(ignored)")
+        XCTAssertTrue(ignored.contains("raining"), "\(ignored)")
+        XCTAssertEqual(try heard(["--only", "raining", "--only", "helicopter"]), ["raining", "helicopter"])
     }
 
     /// `--sensitivity` reaches the tracker: over the demo's 30 s, `high` reports more active

@@ -43,6 +43,33 @@ final class TrackerTests: XCTestCase {
         XCTAssertEqual(t.configuration, loose)
     }
 
+    /// An ignored class never turns on, by its score or the onset path's fast rule; one that is
+    /// on when ignored turns off at once; the others are tracked as before, and a reset keeps
+    /// the ignored set.
+    func testIgnoredClassesNeverTurnOn() throws {
+        let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 1, holdTime: 1,
+                                     fastOnThreshold: 0.9)
+        var t = try ClassTracker(classCount: 3, configuration: c)
+        t.update(scores: [0.8, 0.1, 0.1], time: 0.1)
+        XCTAssertEqual(t.activeIndices, [0])
+        try t.ignore([0, 2])
+        XCTAssertEqual(t.activeIndices, [])              // off at once, despite minimum on-time and hold
+        XCTAssertEqual(t.ignored, [true, false, true])
+        [Float](repeating: 0.95, count: 3).withUnsafeBufferPointer { fast in
+            [Float](repeating: 0.8, count: 3).withUnsafeBufferPointer { t.update(scores: $0, fast: fast, time: 0.2) }
+            XCTAssertFalse(t.fastOnly(fast: fast, time: 0.25))   // class 1 is already on; 0 and 2 are ignored
+        }
+        XCTAssertEqual(t.activeIndices, [1])
+        XCTAssertEqual(t.states[0].smoothed, 0)
+        t.reset()
+        t.update(scores: [1, 1, 1], time: 0.1)
+        XCTAssertEqual(t.activeIndices, [1])
+        XCTAssertThrowsError(try t.ignore([3]))
+        try t.ignore([])
+        t.update(scores: [1, 1, 1], time: 0.2)
+        XCTAssertEqual(Set(t.activeIndices), [0, 1, 2])
+    }
+
     func testMinimumOnTime() throws {
         let c = TrackerConfiguration(onThreshold: 0.5, offThreshold: 0.3, smoothingTime: 0, minimumOnTime: 0.5, holdTime: 0)
         // On at t = 0.1 after one loud window; stays on through t = 0.5 despite silence, off at t = 0.6.
