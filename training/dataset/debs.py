@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Iterable, Optional
@@ -52,6 +53,28 @@ def version(deb: Path) -> str:
                           text=True, check=True).stdout.strip()
 
 
+def _extract_link_targets(deb: Path, root: Path, rounds: int = 4) -> None:
+    """A partial extraction keeps symbolic links whose targets lie outside the patterns (packages
+    such as openclipart-png link one drawing into several categories): extract those targets too,
+    following links to links for a few rounds. Without this a fresh machine builds a smaller
+    dataset than a machine whose cache once held the whole package."""
+    for _ in range(rounds):
+        want = set()
+        for link in root.rglob("*"):
+            if link.is_symlink() and not link.exists():
+                target = (link.parent / os.readlink(link)).resolve()
+                try:
+                    want.add("./" + str(target.relative_to(root.resolve())))
+                except ValueError:
+                    continue   # points outside the package: nothing to extract
+        if not want:
+            return
+        p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(root)] + sorted(want), stdin=p1.stdout, capture_output=True, text=True)
+        p1.stdout.close()
+        p1.wait()
+
+
 def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> Path:
     """Extract pkg (only members matching the tar wildcards `patterns`, all when None) into
     <cache>/x/<pkg> and return that folder. Idempotent."""
@@ -63,6 +86,8 @@ def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> 
     if done is not None and done.get("deb") == deb.name:
         old = done.get("patterns")
         if old == [] or (pats and all(any(fnmatch.fnmatch(p, q) for q in old) for p in pats)):
+            if pats:
+                _extract_link_targets(deb, root)   # a cache made before links were followed
             return root   # everything asked for was extracted before
     root.mkdir(parents=True, exist_ok=True)
     tar_cmd = ["tar", "-x", "-C", str(root)]
@@ -74,6 +99,8 @@ def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> 
     p1.wait()
     if p1.returncode != 0 or (p2.returncode != 0 and "Not found in archive" not in p2.stderr):
         raise PackageError(f"extracting {deb.name} failed: {p2.stderr.strip()[:300]}")
+    if pats:
+        _extract_link_targets(deb, root)
     merged = [] if not pats or (done and done.get("patterns") == []) else sorted(
         set(pats) | set((done or {}).get("patterns") or []) if done and done.get("deb") == deb.name else set(pats))
     done_file.write_text(json.dumps({"deb": deb.name, "patterns": merged}))

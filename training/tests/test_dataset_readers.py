@@ -168,3 +168,31 @@ def test_cat_truncated_file_gives_clear_error():
 def test_cat_rejects_non_wave_entry():
     with pytest.raises(FormatError, match="RIFF/WAVE"):
         read_cat(make_cat([("junk", b"OggS" + b"\0" * 60)]))
+
+
+def test_partial_extraction_follows_symbolic_links(tmp_path):
+    """A drawing linked into a category the patterns select, with its file in one they do not
+    (openclipart-png does this), is extracted whole: the link's target comes along."""
+    import os
+    import subprocess
+    from training.dataset import debs
+    pkg = tmp_path / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text("Package: avgas-linktest\nVersion: 1.0\nArchitecture: all\n"
+                                            "Maintainer: test <t@example.org>\nDescription: link test\n")
+    people = pkg / "usr/share/art/people"
+    cars = pkg / "usr/share/art/transportation"
+    people.mkdir(parents=True)
+    cars.mkdir(parents=True)
+    (people / "ride.png").write_bytes(b"drawing")
+    os.symlink("../people/ride.png", cars / "ride.png")
+    cache = tmp_path / "cache"
+    (cache / "debs").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(cache / "debs" / "avgas-linktest_1.0_all.deb")],
+                   check=True, capture_output=True)
+    root = debs.extract("avgas-linktest", cache, ["./usr/share/art/transportation/*"])
+    assert (root / "usr/share/art/transportation/ride.png").read_bytes() == b"drawing"
+    # A cache extracted before links were followed is repaired on the next call.
+    os.remove(root / "usr/share/art/people/ride.png")
+    root = debs.extract("avgas-linktest", cache, ["./usr/share/art/transportation/*"])
+    assert (root / "usr/share/art/transportation/ride.png").read_bytes() == b"drawing"
