@@ -45,6 +45,15 @@ def pink(rng, n: int) -> np.ndarray:
     return x / np.sqrt(np.mean(x ** 2))
 
 
+def through_room(x: np.ndarray, rng, rt60: float, drr_db: float, predelay: float, snr_db: float) -> np.ndarray:
+    """`x` as a microphone in the room hears it: convolved with `room_ir`, pink noise `snr_db` below
+    the result's RMS, peak-normalised to -3 dBFS. Float64, the length of `x`."""
+    y = np.convolve(np.asarray(x, np.float64), room_ir(rng, rt60, drr_db, predelay))[: len(x)]
+    rms = np.sqrt(np.mean(y ** 2))
+    y = y + pink(rng, len(y)) * rms * 10 ** (-snr_db / 20)
+    return y * 10 ** (-3 / 20) / max(np.max(np.abs(y)), 1e-9)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", default="Tests/ListeningTests/Fixtures/clips")
@@ -61,10 +70,7 @@ def main():
     for c in meta["clips"]:
         x, sr = sf.read(os.path.join(a.clips, c["file"]), dtype="float64")
         assert sr == SR and x.ndim == 1, c["file"]
-        y = np.convolve(x, room_ir(rng, a.rt60, a.drr, a.predelay))[: len(x)]
-        rms = np.sqrt(np.mean(y ** 2))
-        y = y + pink(rng, len(y)) * rms * 10 ** (-a.snr / 20)
-        y *= 10 ** (-3 / 20) / max(np.max(np.abs(y)), 1e-9)
+        y = through_room(x, rng, a.rt60, a.drr, a.predelay, a.snr)
         sf.write(os.path.join(a.out, c["file"]), y.astype(np.float32), SR, subtype="PCM_16")
     meta = dict(meta, note=f"{meta.get('note', '')}; room version: RT60 {a.rt60} s, DRR {a.drr} dB, "
                            f"pink noise {a.snr} dB below, seed {a.seed} (tools/make_room_clips.py)")

@@ -130,13 +130,15 @@ def onset_head(cfg=ONSET_HEAD):
     return net
 
 
-def prepare(split, det, yam, net, W, sub=False, combine="or"):
+def prepare(split, det, yam, net, W, sub=False, combine="or", clipset=None):
     """Clips of `split` (presence.clips: cached window features, one every 5 frames) with, per
     version v: c["hops_v"] (indices into the 5-frame grid: every 100 ms, plus with `sub` every
     50 ms while a tiled patch exists) and c["tile_v"] [len(hops), C] tiled scores (0 where no
-    tiled patch)."""
-    cs = pres.clips(split)
-    audio = {c["id"]: c for c in tl.load_clips(split, ids=None if split == "test" else set(pdata.split_ids(split)))}
+    tiled patch). `clipset`: clips to use instead of the split's (each with its audio, "plain"
+    and "onset_audio", and features as presence.clips makes them; presence_room.py's rooms)."""
+    cs = clipset if clipset is not None else pres.clips(split)
+    audio = {c["id"]: c for c in (clipset if clipset is not None else
+                                  tl.load_clips(split, ids=None if split == "test" else set(pdata.split_ids(split))))}
     for c in cs:
         a = audio[c["id"]]
         for v, key in (("plain", "plain"), ("onset", "onset_audio")):
@@ -249,14 +251,14 @@ def evaluate_net(net, split="val"):
     return tl.summarise(res, True), tl.summarise(res, False), within(res, True)
 
 
-def evaluate_clips(net, split="val", yam=None, ids=None):
+def evaluate_clips(net, split="val", yam=None, ids=None, clipset=None):
     """Per-clip results (tune_listening.evaluate) of the shipped tracker + onset path with head
-    `net` on the clips of `split` (only those whose id is in `ids`, if given). `yam` scores the
-    tiled patches (default: a fresh float YAMNet)."""
+    `net` on the clips of `split` (only those whose id is in `ids`, if given; `clipset`: other
+    clips, see `prepare`). `yam` scores the tiled patches (default: a fresh float YAMNet)."""
     names, _, W = tl.load_vocab(str(pres.ROOT / "Assets/classes.json"))
     scorer = pres.make_scorer(net, W, False, "or")
     det = {k: v for k, v in SHIPPED.items() if k != "fast"}
-    cs = view(prepare(split, det, yam or pdata.Yamnet(threads=1), net, W, sub=True))
+    cs = view(prepare(split, det, yam or pdata.Yamnet(threads=1), net, W, sub=True, clipset=clipset))
     if ids is not None:
         cs = [c for c in cs if c["id"] in ids]
 
