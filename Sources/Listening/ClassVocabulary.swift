@@ -134,6 +134,20 @@ public struct ClassVocabulary: Sendable {
         audioSetCount = audioSetLabels.count
     }
 
+    /// Only the class names of a vocabulary file, in order, without validating its evidence
+    /// (`--list-classes`, and checking `--only`/`--ignore` before any model loads).
+    public static func names(contentsOf url: URL) throws -> [String] {
+        struct Named: Decodable { var name: String }
+        struct NamesOnly: Decodable { var classes: [Named] }
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw VocabularyError.cannotRead(file: url.path, reason: error.localizedDescription)
+        }
+        do { return try JSONDecoder().decode(NamesOnly.self, from: data).classes.map(\.name) } catch let e as DecodingError {
+            throw VocabularyError.invalid(file: url.path, detail: describe(e))
+        }
+    }
+
     /// Number of classes.
     public var count: Int { classes.count }
     /// Class names in order.

@@ -141,7 +141,8 @@ public enum TrackerError: Error, CustomStringConvertible, Equatable {
 ///    when given) >= fastOnThreshold: becomes active (`activeSince` = t);
 /// 3. active: while smoothed >= offThreshold, `lastAbove` = t; it becomes inactive once
 ///    smoothed < offThreshold, t - lastAbove >= holdTime and t - activeSince >= minimumOnTime.
-/// Scores that are not finite count as 0; time going backwards counts as dt = 0.
+/// Scores that are not finite count as 0; time going backwards counts as dt = 0. An ignored class
+/// (`ignore`) scores 0 and never becomes active, by either rule.
 public struct ClassTracker: Sendable {
     /// The tracked state of one class.
     public struct State: Sendable, Equatable {

@@ -124,21 +124,29 @@ public final class SceneListener {
     /// minus those in `ignoring` (`--only`, `--ignore`). Names are exact vocabulary names; an
     /// unknown one is refused with the closest name, and a restriction that leaves no class too.
     public func restrict(only: [String]?, ignoring: [String]) throws(AvgasError) {
+        let keep = try Self.kept(names: vocabulary.names, only: only, ignoring: ignoring)
+        do { try tracker.ignore(Set(vocabulary.classes.indices).subtracting(keep)) } catch {
+            throw AvgasError("\(error)", status: .software)
+        }
+    }
+
+    /// The indices into `names` that `--only` (nil: all) and `--ignore` keep; an unknown name or
+    /// an empty result is a usage error naming the closest class. (Runner checks the options with
+    /// this before it opens the input, so a typo never opens a device or a window.)
+    public static func kept(names: [String], only: [String]?, ignoring: [String]) throws(AvgasError) -> Set<Int> {
         func index(_ name: String, option: String) throws(AvgasError) -> Int {
-            if let i = vocabulary.index(of: name) { return i }
-            let closest = vocabulary.names.min { Self.editDistance($0.lowercased(), name.lowercased()) < Self.editDistance($1.lowercased(), name.lowercased()) } ?? ""
+            if let i = names.firstIndex(of: name) { return i }
+            let closest = names.min { editDistance($0.lowercased(), name.lowercased()) < editDistance($1.lowercased(), name.lowercased()) } ?? ""
             throw AvgasError("\(option) '\(name)' is not a class name; did you mean '\(closest)'? (avgas-live --list-classes lists them)", status: .usage)
         }
-        var keep = Set(vocabulary.classes.indices)
+        var keep = Set(names.indices)
         if let only {
             keep = []
             for name in only { keep.insert(try index(name, option: "--only")) }
         }
         for name in ignoring { keep.remove(try index(name, option: "--ignore")) }
         guard !keep.isEmpty else { throw AvgasError("--only and --ignore leave no class to report", status: .usage) }
-        do { try tracker.ignore(Set(vocabulary.classes.indices).subtracting(keep)) } catch {
-            throw AvgasError("\(error)", status: .software)
-        }
+        return keep
     }
 
     /// Levenshtein distance (for "did you mean" in `restrict`).

@@ -168,6 +168,15 @@ public final class Runner {
         contactSheet = config.contactSheetPath == nil ? nil : ContactSheet()
         showOverlay = config.overlay
         sensitivity = config.presence == .head ? config.sensitivity : nil
+        if config.onlyClasses != nil || !config.ignoredClasses.isEmpty {   // a typo must not open a device first
+            let file = config.assets.appendingPathComponent("classes.json")
+            do {
+                _ = try SceneListener.kept(names: try ClassVocabulary.names(contentsOf: file), only: config.onlyClasses,
+                                           ignoring: config.ignoredClasses)
+            } catch let e as AvgasError { throw e } catch {
+                throw AvgasError("\(error)", status: .config)
+            }
+        }
         // Input and display first: their problems are the user's to fix before any model loads.
         // Two seconds of audio: room for scheduling hiccups without dropping live input.
         ringStorage = .allocate(capacity: 1 << 15)

@@ -40,7 +40,18 @@ struct ListeningBench: ParsableCommand {
     @Flag(help: "Print each clip's classes heard and latency.")
     var detail = false
 
-    struct Clips: Decodable { struct Clip: Decodable { let `class`: String; let file: String }; let clips: [Clip] }
+    /// clips.json: each clip's class and file; a clip may bring its own onset version
+    /// (`onset_file`, with the onset at `onset_s` seconds: tools/make_room_clips.py writes rooms
+    /// whose noise runs before the source too), otherwise it is built here.
+    struct Clips: Decodable {
+        struct Clip: Decodable {
+            let `class`: String
+            let file: String
+            let onset_file: String?
+            let onset_s: Double?
+        }
+        let clips: [Clip]
+    }
 
     func run() throws {
         printMachine()
@@ -86,6 +97,11 @@ struct ListeningBench: ParsableCommand {
         var onsetClips: [(name: String, audio: [Float], onset: Double, plain: [Float])] = []
         for c in list {
             let clip = try FileSource(path: dir.appendingPathComponent(c.file).path).readAll()
+            if let file = c.onset_file, let onset = c.onset_s {
+                let audio = try FileSource(path: dir.appendingPathComponent(file).path).readAll()
+                onsetClips.append((c.class, audio, onset, clip))
+                continue
+            }
             let lead = 32_000
             var x = (0..<lead).map { _ in Float(rng.gaussian() * 1e-3) }
             x += clip

@@ -190,8 +190,12 @@ struct AvgasLive: ParsableCommand {
             return
         }
         if listClasses {
-            let listener = try SceneListener(assets: AssetLocator.locate(explicit: assets), presence: .yamnet)
-            for name in listener.vocabulary.names { print(name) }
+            let file = AssetLocator.locate(explicit: assets).appendingPathComponent("classes.json")
+            do {
+                for name in try ClassVocabulary.names(contentsOf: file) { print(name) }
+            } catch {
+                throw AvgasError("\(error); point --assets (or $AVGAS_ASSETS) at the folder holding classes.json", status: .config)
+            }
             return
         }
         installStopSignalHandlers()

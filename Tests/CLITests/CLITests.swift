@@ -68,6 +68,8 @@ final class CLITests: XCTestCase {
             (["--input", demo, "--headless", "--no-images", "--ignore", "dog barkin"], 64, "did you mean 'dog barking'?"),
             (["--input", demo, "--headless", "--no-images", "--only", "Raining"], 64, "did you mean 'raining'?"),
             (["--input", demo, "--headless", "--no-images", "--only", "raining", "--ignore", "raining"], 64, "leave no class"),
+            (["--headless", "--device", "nosuch", "--ignore", "dog barkin"], 64, "did you mean 'dog barking'?"),   // before the device
+            (["--list-classes", "--assets", dir.path], 78, "classes.json"),
             (["--input", demo, "--headless", "--record", dir.path], 73, "is a directory"),
             (["--input", demo, "--headless", "--record", "/nonexistent/dir/v.mp4"], 73, "does not exist"),
             (["--input", demo, "--headless", "--contact-sheet", "/nonexistent/dir/s.png"], 73, "--contact-sheet"),

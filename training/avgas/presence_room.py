@@ -51,6 +51,9 @@ def room_scene(scene, index):
     n = len(mix)
     mix = fftconvolve(mix.astype(np.float64), h)[:n]
     stems = [fftconvolve(s, h)[:n] for s in stems]
+    # The scene's background noise is in the mixture and went through the room too: its power
+    # grew by the impulse response's energy (1 + the tail's), and so did the labels' noise floor.
+    noise_db += 10 * np.log10(np.sum(h ** 2))
     if rng.random() < P_NOISE:
         rms = np.sqrt(np.mean(mix ** 2))
         if rms > 0:
@@ -125,16 +128,16 @@ def committed_head():
 
 def room_clipset(split, name, yam):
     """The clip set of `split` (tune_listening's clips of the frozen split) through room `name`,
-    as tools/make_room_clips.py builds the test rooms (seed 0, clips in order); the onset version
-    keeps each clip's 2 s lead-in. Features as presence.clips makes them."""
+    as tools/make_room_clips.py builds the test rooms (seed 0, clips in order): the onset version
+    is 2 s of the room's noise alone and then the clip, the onset taken from the clean clip.
+    Features as presence.clips makes them."""
     rt60, drr, snr = ROOMS[name]
     rng = np.random.default_rng(0)
     out = []
     for c in tl.load_clips(split, ids=set(pdata.split_ids(split))):
-        y = room.through_room(c["plain"], rng, rt60, drr, 0.01, snr).astype(np.float32)
-        y = np.asarray(pcm16(y), np.float32)
-        d = dict(id=c["id"], cls=c["cls"], plain=y, onset_audio=np.concatenate([c["onset_audio"][:tl.LEAD], y]),
-                 onset_s=(tl.LEAD + tl.onset_of(y)) / tl.SR)
+        y = np.asarray(pcm16(room.through_room(c["plain"], rng, rt60, drr, 0.01, snr, lead=room.LEAD)), np.float32)
+        d = dict(id=c["id"], cls=c["cls"], plain=y[room.LEAD:], onset_audio=y,
+                 onset_s=(room.LEAD + room.onset_sample(c["plain"])) / tl.SR)
         for v, key in (("plain", "plain"), ("onset", "onset_audio")):
             f = pdata.clip_features(d[key], yam)
             d[f"f_{v}"], d[f"t_{v}"], d[f"z_{v}"] = f, f["times"], f["logits96"]

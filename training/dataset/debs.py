@@ -56,23 +56,39 @@ def version(deb: Path) -> str:
 def _extract_link_targets(deb: Path, root: Path, rounds: int = 4) -> None:
     """A partial extraction keeps symbolic links whose targets lie outside the patterns (packages
     such as openclipart-png link one drawing into several categories): extract those targets too,
-    following links to links for a few rounds. Without this a fresh machine builds a smaller
-    dataset than a machine whose cache once held the whole package."""
+    following links to links for a few rounds. Targets are looked up inside `root` (an absolute
+    link names a path of the package, never of this machine); links to what the package does not
+    hold stay dangling. Without this a fresh machine builds a smaller dataset than a machine whose
+    cache once held the whole package."""
+    base = root.resolve()
+    tried: set = set()
     for _ in range(rounds):
         want = set()
         for link in root.rglob("*"):
-            if link.is_symlink() and not link.exists():
-                target = (link.parent / os.readlink(link)).resolve()
-                try:
-                    want.add("./" + str(target.relative_to(root.resolve())))
-                except ValueError:
-                    continue   # points outside the package: nothing to extract
+            if not link.is_symlink():
+                continue
+            t = os.readlink(link)
+            target = base / t.lstrip("/") if os.path.isabs(t) else (link.parent.resolve() / t)
+            target = Path(os.path.normpath(target))
+            if target.exists() or target.is_symlink():
+                continue
+            try:
+                member = "./" + str(target.relative_to(base))
+            except ValueError:
+                continue   # points outside the package: nothing to extract
+            if member not in tried:
+                want.add(member)
         if not want:
             return
+        tried |= want
         p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", str(root)] + sorted(want), stdin=p1.stdout, capture_output=True, text=True)
+        p2 = subprocess.run(["tar", "-x", "-C", str(root)] + sorted(want), stdin=p1.stdout, capture_output=True, text=True)
         p1.stdout.close()
         p1.wait()
+        errors = [l for l in p2.stderr.splitlines() if l.strip() and "Not found in archive" not in l
+                  and "Exiting with failure status" not in l]
+        if p1.returncode != 0 or errors:
+            raise PackageError(f"extracting link targets of {deb.name} failed: {' '.join(errors)[:300]}")
 
 
 def extract(pkg: str, cache: Path, patterns: Optional[Iterable[str]] = None) -> Path:

@@ -186,12 +186,18 @@ def test_partial_extraction_follows_symbolic_links(tmp_path):
     cars.mkdir(parents=True)
     (people / "ride.png").write_bytes(b"drawing")
     os.symlink("../people/ride.png", cars / "ride.png")
+    os.symlink("/usr/share/art/people/walk.png", cars / "walk.png")   # absolute: a path of the package
+    (people / "walk.png").write_bytes(b"walking")
+    os.symlink("../../../lib/missing.png", cars / "gone.png")        # not in the package: stays dangling
     cache = tmp_path / "cache"
     (cache / "debs").mkdir(parents=True)
     subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(cache / "debs" / "avgas-linktest_1.0_all.deb")],
                    check=True, capture_output=True)
     root = debs.extract("avgas-linktest", cache, ["./usr/share/art/transportation/*"])
     assert (root / "usr/share/art/transportation/ride.png").read_bytes() == b"drawing"
+    assert (root / "usr/share/art/people/walk.png").read_bytes() == b"walking"
+    assert (root / "usr/share/art/transportation/gone.png").is_symlink()
+    assert not (root / "usr/share/art/transportation/gone.png").exists()
     # A cache extracted before links were followed is repaired on the next call.
     os.remove(root / "usr/share/art/people/ride.png")
     root = debs.extract("avgas-linktest", cache, ["./usr/share/art/transportation/*"])

@@ -32,3 +32,16 @@ def test_pink_noise_falls_3_db_per_octave():
     band = lambda lo: p[(f >= lo) & (f < 2 * lo)].mean()  # noqa: E731
     slope = 10 * np.log10(band(2000) / band(250)) / 3    # dB per octave over 3 octaves
     assert -3.6 < slope < -2.4
+
+
+def test_onset_version_has_the_rooms_noise_before_the_source():
+    rng = np.random.default_rng(2)
+    x = np.zeros(16000)
+    x[8000:] = np.sin(np.arange(8000) * 0.05) * 0.5            # silence, then a tone at 0.5 s
+    y = room.through_room(x, rng, 0.4, 6.0, 0.01, 20.0, lead=room.LEAD)
+    assert len(y) == room.LEAD + len(x) and abs(np.abs(y).max() - 10 ** (-3 / 20)) < 1e-9
+    rms = lambda a: np.sqrt(np.mean(a ** 2))  # noqa: E731
+    lead, before = y[:room.LEAD], y[room.LEAD:room.LEAD + 7000]
+    assert rms(lead) > 0 and 0.7 < rms(lead) / rms(before) < 1.4   # one noise, before and in the clip
+    assert room.onset_sample(x) == 8000                             # taken from the clean clip
+    assert room.onset_sample(np.zeros(1600)) == 0
